@@ -1,0 +1,1 @@
+"""digestbot: a self-hosted Discord + Slack bot for a team's reading."""

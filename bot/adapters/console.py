@@ -1,0 +1,73 @@
+"""The local console: the same commands as the chat platforms, typed in a terminal or piped in."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from rich.console import Console
+
+from bot.adapters.render_console import to_rich, to_text
+from bot.core.commands import parse_command_line
+from bot.core.models import Actor, Reply, Request, Target, UserError
+from bot.core.service import Service
+
+PROMPT = "digestbot> "
+MENTION = "@digestbot"
+CONSOLE_TARGET = Target("console", "local", "console")
+LOCAL_ADMIN = Actor("console", "local user", is_admin=True)
+
+
+def to_request(line: str, target: Target = CONSOLE_TARGET) -> Request | None:
+    """A typed line -> Request: `/command args` or `@digestbot question`; blank lines -> None."""
+    line = line.strip()
+    if not line:
+        return None
+    if line.lower().startswith(MENTION):
+        return Request("ask", {"question": line[len(MENTION):].strip()}, LOCAL_ADMIN, target)
+    if not line.startswith("/"):
+        raise UserError("Type /help for commands, or @digestbot followed by a question.")
+    name, args = parse_command_line(line)
+    return Request(name, args, LOCAL_ADMIN, target)
+
+
+async def respond(service: Service, line: str) -> Reply | None:
+    try:
+        request = to_request(line)
+    except UserError as exc:
+        return Reply(str(exc), ok=False, title="Sorry")
+    return await service.handle(request) if request else None
+
+
+async def run_console(service: Service, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+    """Interactive with a spinner on a terminal; line by line, plain text, when piped."""
+    interactive = stdin.isatty()
+    console = Console(file=stdout, highlight=False, soft_wrap=not interactive)
+    if interactive:
+        console.print("digestbot console: /help lists commands, Ctrl-D quits.")
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, _read_line, stdin, PROMPT if interactive else "")
+        if line is None or line.strip() in ("/quit", "/exit"):
+            break
+        if interactive:
+            with console.status("working…"):
+                reply = await respond(service, line)
+        else:
+            reply = await respond(service, line)
+        if reply is not None:
+            if interactive:
+                console.print(to_rich(reply))
+            else:
+                stdout.write(to_text(reply) + "\n\n")
+                stdout.flush()
+
+
+def _read_line(stdin: TextIO, prompt: str) -> str | None:
+    if prompt:
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+    line = stdin.readline()
+    return line if line else None

@@ -1,0 +1,51 @@
+"""`digestbot run`: the configured adapters, the digest scheduler and the folder watcher on one loop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.config import Settings
+from bot.core.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class RedactSecrets(logging.Filter):
+    """Replace configured tokens in every log record, whatever library logs them."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 6]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for secret in self.secrets:
+            message = message.replace(secret, "[redacted]")
+        record.msg, record.args = message, None
+        return True
+
+
+def install_log_redaction(settings: Settings) -> None:
+    redactor = RedactSecrets(settings.secrets())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
+
+
+async def run(service: Service, settings: Settings) -> None:
+    """Run until cancelled; with no chat tokens configured, the console is the adapter."""
+    install_log_redaction(settings)
+    tasks = []
+    if settings.discord_token:
+        from bot.adapters import discord_bot
+
+        tasks.append(discord_bot.run(service, settings))
+    if settings.slack_bot_token or settings.slack_client_id:
+        from bot.adapters import slack_app
+
+        tasks.append(slack_app.run(service, settings))
+    if not tasks:
+        from bot.adapters.console import run_console
+
+        log.warning("no DISCORD_TOKEN or Slack credentials set: running the local console")
+        tasks.append(run_console(service))
+    await asyncio.gather(*tasks)

@@ -1,0 +1,226 @@
+"""Files and HTML -> documents and passages (with character offsets), idempotently."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.core.models import Document, UserError
+from bot.core.store import Store, utcnow
+from summarizer.text import clean_control, guess_language, sentence_spans, word_count
+
+SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm"}
+METADATA_FILE = "metadata.json"
+MIN_WORDS, MAX_WORDS = 80, 250
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    passages: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = (f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{self.removed} removed ({self.passages} passages)")
+        return text + (f"; {len(self.errors)} failed" if self.errors else "")
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def html_to_text(html: str) -> tuple[str, dict]:
+    """Main text and metadata of an HTML page (boilerplate removed by trafilatura)."""
+    import trafilatura
+
+    text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True) or ""
+    meta = trafilatura.extract_metadata(html)
+    info = {}
+    if meta is not None:
+        info = {"title": meta.title, "published": meta.date, "url": meta.url, "author": meta.author}
+    return text, {k: v for k, v in info.items() if v}
+
+
+def split_passages(text: str) -> list[tuple[int, int]]:
+    """Paragraph-aware passages of roughly MIN_WORDS-MAX_WORDS words, as (start, end) offsets."""
+    paragraphs, cursor = [], 0
+    for match in _PARAGRAPH_BREAK.finditer(text):
+        paragraphs.append((cursor, match.start()))
+        cursor = match.end()
+    paragraphs.append((cursor, len(text)))
+    pieces: list[tuple[int, int]] = []
+    for start, end in paragraphs:
+        if not text[start:end].strip():
+            continue
+        if word_count(text[start:end]) <= MAX_WORDS:
+            pieces.append((start, end))
+        else:
+            pieces.extend(_split_long(text, start, end))
+    passages: list[tuple[int, int]] = []
+    for start, end in pieces:
+        if passages and word_count(text[passages[-1][0]:end]) <= MAX_WORDS and \
+                word_count(text[passages[-1][0]:passages[-1][1]]) < MIN_WORDS:
+            passages[-1] = (passages[-1][0], end)
+        else:
+            passages.append((start, end))
+    if len(passages) > 1 and word_count(text[passages[-1][0]:passages[-1][1]]) < MIN_WORDS // 2:
+        passages[-2:] = [(passages[-2][0], passages[-1][1])]
+    return passages
+
+
+def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Cut an overlong paragraph at sentence ends (or hard, for a run-on with no sentence ends)."""
+    chunks, chunk_start, chunk_end = [], None, None
+    for a, b in sentence_spans(text, start, end):
+        while word_count(text[a:b]) > MAX_WORDS:  # a "sentence" longer than a passage
+            cut = a + max(1, len(text[a:b]) * MAX_WORDS // max(word_count(text[a:b]), 1))
+            if chunk_start is not None:
+                chunks.append((chunk_start, chunk_end))
+                chunk_start = None
+            chunks.append((a, cut))
+            a = cut
+        if chunk_start is not None and word_count(text[chunk_start:b]) > MAX_WORDS:
+            chunks.append((chunk_start, chunk_end))
+            chunk_start = None
+        chunk_start = a if chunk_start is None else chunk_start
+        chunk_end = b
+    if chunk_start is not None:
+        chunks.append((chunk_start, chunk_end))
+    return chunks
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _title_from_text(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line[:200]
+    return fallback
+
+
+def _display_path(path: Path) -> str:
+    """The path as indexed: relative to the working directory when inside it."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def _doc_id(path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(path).stem).strip("-")[:40] or "doc"
+    return f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
+
+
+def _sidecar(directory: Path, cache: dict[Path, dict]) -> dict:
+    if directory not in cache:
+        file = directory / METADATA_FILE
+        cache[directory] = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    return cache[directory]
+
+
+def build_document(text: str, *, path: str, title: str | None = None, url: str | None = None,
+                   published: str | None = None, language: str | None = None,
+                   doc_id: str | None = None) -> tuple[Document, str, list[tuple[int, int, str, str]]]:
+    """A Document plus its cleaned text and passages (start, end, text, hash), ready for the store."""
+    text = clean_control(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    if not text.strip():
+        raise UserError(f"{path}: no text to index")
+    passages = []
+    for start, end in split_passages(text):
+        start, end = _strip_span(text, start, end)
+        if end > start:
+            body = text[start:end]
+            passages.append((start, end, body, content_hash(body)))
+    doc = Document(
+        id=doc_id or _doc_id(path), path=path, title=title or _title_from_text(text, Path(path).name),
+        language=language or guess_language(text), content_hash=content_hash(text), chars=len(text),
+        url=url, published=published, added_at=utcnow(),
+    )
+    return doc, text, passages
+
+
+def read_file(path: Path, sidecar: dict) -> tuple[str, dict]:
+    """Text and metadata of one supported file; sidecar entries override what the file says."""
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise UserError(f"{path.name}: binary file, not text")
+    body = raw.decode("utf-8", errors="replace")
+    meta: dict = {}
+    if path.suffix.lower() in (".html", ".htm"):
+        body, meta = html_to_text(body)
+    meta.update({k: v for k, v in sidecar.get(path.name, {}).items() if v is not None})
+    return body, meta
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(files to index, directories scanned): directories are walked for supported files."""
+    files, roots = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            roots.append(path)
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{raw}: no such file or directory")
+    return files, roots
+
+
+def index_paths(store: Store, paths: Iterable[str | Path],
+                progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda it: it) -> IndexReport:
+    """Index files and folders: unchanged skipped, changed replaced, files gone from a scanned folder dropped."""
+    files, roots = discover(paths)
+    report, sidecars = IndexReport(), {}
+    for path in progress(files):
+        indexed_path = _display_path(path)
+        try:
+            body, meta = read_file(path, _sidecar(path.parent, sidecars))
+            existing = store.document_by_path(indexed_path)
+            doc, text, passages = build_document(
+                body, path=indexed_path, title=meta.get("title"), url=meta.get("url"),
+                published=meta.get("published"), language=meta.get("language"),
+                doc_id=existing.id if existing else None)
+        except (UserError, OSError, ValueError) as exc:
+            report.errors.append(str(exc))
+            continue
+        if existing and existing.content_hash == doc.content_hash and \
+                (existing.title, existing.url, existing.published) == (doc.title, doc.url, doc.published):
+            report.unchanged += 1
+            continue
+        store.replace_document(doc, text, passages)
+        report.passages += len(passages)
+        if existing:
+            report.updated += 1
+        else:
+            report.added += 1
+    report.removed = drop_missing(store, roots)
+    return report
+
+
+def drop_missing(store: Store, roots: list[Path]) -> int:
+    """Remove documents whose file lived under one of `roots` and is gone."""
+    prefixes = [_display_path(root) for root in roots]
+    removed = 0
+    for doc in store.documents():
+        inside = any(doc.path == p or doc.path.startswith(p.rstrip("/") + "/") or p == "." for p in prefixes)
+        if inside and not doc.path.startswith(("http://", "https://")) and not Path(doc.path).exists():
+            store.delete_document(doc.id)
+            removed += 1
+    return removed

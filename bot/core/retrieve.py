@@ -1,0 +1,137 @@
+"""Hybrid passage search: safe FTS5 BM25 plus dense vectors, fused with reciprocal-rank fusion."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.core.models import Document, Hit, UserError
+from bot.core.store import Store
+from summarizer.encoder import Encoder
+from summarizer.text import clean_control
+
+MAX_QUERY_CHARS = 2000
+MAX_TERMS = 32
+RRF_K = 60
+CANDIDATES = 50
+_TERM = re.compile(r"\w+", re.UNICODE)
+_DENSE_BLOCK = 131072
+
+
+def fts_query(text: str) -> str:
+    """Turn anything a person types into a safe FTS5 expression: each word a quoted term, OR-ed.
+
+    Quoting neutralises operators (AND/OR/NOT/NEAR), column filters, `*`, `-` and `^`; words are
+    extracted with \\w so punctuation, emoji and control characters cannot reach MATCH.
+    """
+    terms = []
+    for term in _TERM.findall(text.lower()):
+        if term not in terms:
+            terms.append(term)
+    return " OR ".join(f'"{term}"' for term in terms[:MAX_TERMS])
+
+
+def clean_query(text: str) -> str:
+    """Validate a query: one short line of printable text, or a UserError saying what is wrong."""
+    text = " ".join(clean_control(text or "").split())
+    if not text:
+        raise UserError("Type something to search for.")
+    if len(text) > MAX_QUERY_CHARS:
+        raise UserError(f"Query too long: {len(text):,} characters (at most {MAX_QUERY_CHARS:,}).")
+    return text
+
+
+def parse_since(value: str | None) -> str | None:
+    """`YYYY-MM-DD` (or a full ISO timestamp) -> ISO string to compare with document dates."""
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()[:10]).isoformat()
+    except ValueError:
+        raise UserError(f"Bad date {value!r}: use YYYY-MM-DD.") from None
+
+
+@dataclass
+class DenseIndex:
+    """Passage vectors held in memory, reloaded when the store's generation changes."""
+
+    generation: int = -1
+    ids: np.ndarray | None = None
+    matrix: np.ndarray | None = None
+
+    def refresh(self, store: Store, model: str) -> None:
+        generation = store.generation()
+        if generation != self.generation:
+            self.ids, self.matrix = store.passage_vectors(model)
+            self.generation = generation
+
+    def top(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        if self.matrix is None or not len(self.matrix):
+            return []
+        query = query.astype(np.float32)
+        scores = np.concatenate([self.matrix[i:i + _DENSE_BLOCK].astype(np.float32) @ query
+                                 for i in range(0, len(self.matrix), _DENSE_BLOCK)])
+        if allowed is not None:
+            scores = np.where(np.isin(self.ids, allowed), scores, -np.inf)
+        k = min(k, len(scores))
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best])]
+        return [(int(self.ids[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
+
+
+class Retriever:
+    """Search over the store; `embed_query` runs the encoder (callers keep it off the event loop)."""
+
+    def __init__(self, store: Store, encoder: Callable[[], Encoder] | None, model_id: str | None):
+        self.store = store
+        self._encoder = encoder
+        self.model_id = model_id
+        self.dense = DenseIndex()
+
+    def search(self, query: str, *, limit: int = 5, documents: list[Document] | None = None,
+               since: str | None = None, dense: bool = True) -> list[Hit]:
+        query = clean_query(query)
+        docs = {d.id: d for d in (documents if documents is not None else self.store.documents())}
+        if since:
+            docs = {k: d for k, d in docs.items() if (d.published or d.added_at or "") >= since}
+        if not docs:
+            return []
+        restrict = list(docs) if (documents is not None or since) else None
+        rankings = [self._bm25(query, restrict)]
+        if dense and self._encoder is not None:
+            rankings.append(self._dense(query, restrict))
+        fused = reciprocal_rank_fusion(rankings)
+        passages = self.store.passages_by_id(pid for pid, _ in fused[:limit * 4])
+        hits = []
+        for pid, score in fused:
+            passage = passages.get(pid)
+            if passage and passage.doc_id in docs:
+                hits.append(Hit(passage, docs[passage.doc_id], score))
+            if len(hits) == limit:
+                break
+        return hits
+
+    def _bm25(self, query: str, restrict: list[str] | None) -> list[int]:
+        match = fts_query(query)
+        if not match:
+            return []
+        return [pid for pid, _ in self.store.bm25(match, CANDIDATES, restrict)]
+
+    def _dense(self, query: str, restrict: list[str] | None) -> list[int]:
+        self.dense.refresh(self.store, self.model_id)
+        vector = self._encoder().embed_queries([query])[0]
+        allowed = None
+        if restrict is not None:
+            allowed = np.array([p.id for doc_id in restrict for p in self.store.passages(doc_id)], dtype=np.int64)
+        return [pid for pid, _ in self.dense.top(vector, CANDIDATES, allowed)]
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking):
+            scores[pid] = scores.get(pid, 0.0) + 1.0 / (k + rank + 1)
+    return sorted(scores.items(), key=lambda item: -item[1])

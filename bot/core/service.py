@@ -1,0 +1,149 @@
+"""The one object adapters hold: store + models + clock + posters, and `handle(request)`."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Protocol
+
+from bot.config import Settings
+from bot.core import commands
+from bot.core.answer import Answer, answer_question
+from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserError
+from bot.core.retrieve import Retriever, parse_since
+from bot.core.store import Store, StoreError
+from summarizer import Models, Summary
+
+log = logging.getLogger(__name__)
+ASK_PASSAGES = 6
+
+
+class Poster(Protocol):
+    async def post(self, target: Target, reply: Reply) -> str: ...
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store, models: Models,
+                 clock: Callable[[], dt.datetime] = utc_now):
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self.clock = clock
+        self.posters: dict[str, Poster] = {}
+        # One worker thread for all model work: the event loop never waits on a model.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digestbot-model")
+        self.retriever = Retriever(store, lambda: models.encoder, models.encoder_id)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+
+    async def in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args, **kwargs))
+
+    # -- the entry point for every adapter -------------------------------------------------------
+    async def handle(self, request: Request) -> Reply:
+        """Run a command; bad input and failures become a short Reply(ok=False), never an exception."""
+        try:
+            cmd = commands.validate(request)
+            return await cmd.handler(self, request)
+        except UserError as exc:
+            return Reply(str(exc), ok=False, title="Sorry")
+        except StoreError as exc:
+            log.error("store error in /%s: %s", request.command, exc)
+            return Reply(f"The database cannot be written: {exc}", ok=False, title="Error")
+        except Exception:
+            log.exception("command /%s failed", request.command)
+            return Reply("Something went wrong on our side; the error was logged.", ok=False, title="Error")
+
+    def register_poster(self, platform: str, poster: Poster) -> None:
+        self.posters[platform] = poster
+
+    # -- documents -------------------------------------------------------------------------------
+    def resolve_documents(self, needle: str | None) -> list[Document] | None:
+        """None when no filter was given; else the matching documents (UserError if none)."""
+        if not needle or not needle.strip():
+            return None
+        found = self.store.find_documents(needle.strip())
+        if not found:
+            raise UserError(f"No indexed document matches {needle.strip()[:100]!r}. Try /sources.")
+        return found
+
+    def resolve_document(self, needle: str) -> Document:
+        found = self.resolve_documents(needle) or []
+        exact = [d for d in found if needle.strip() in (d.id, d.path)]
+        if exact or len(found) == 1:
+            return (exact or found)[0]
+        names = "; ".join(f"{d.title} ({d.id})" for d in found[:5])
+        raise UserError(f"{len(found)} documents match {needle.strip()[:100]!r}: {names}. Be more specific.")
+
+    async def document_choices(self, prefix: str, limit: int = 25) -> list[tuple[str, str]]:
+        docs = self.store.find_documents(prefix.strip()) if prefix.strip() else self.store.documents()
+        return [(d.id, d.title) for d in docs[:limit]]
+
+    def passage_quote(self, passage_id: int) -> Source | None:
+        passage = self.store.passages_by_id([passage_id]).get(passage_id)
+        doc = passage and self.store.document(passage.doc_id)
+        if not doc:
+            return None
+        return Source(1, doc.id, doc.title, doc.link, doc.url, passage.text, passage.id)
+
+    # -- model-backed operations (all in the worker) ---------------------------------------------
+    async def search(self, query: str, *, documents: list[Document] | None = None, since: str | None = None,
+                     limit: int = 5) -> list[Hit]:
+        since = parse_since(since)
+        return await self.in_worker(self.retriever.search, query, limit=limit, documents=documents, since=since)
+
+    async def ask(self, question: str) -> Answer:
+        hits = await self.search(question, limit=ASK_PASSAGES)
+        return await self.in_worker(answer_question, question, hits, self.models.encoder)
+
+    async def summarize(self, doc: Document) -> Summary:
+        """Cached by content hash + model id + wanted language; computed in the worker otherwise."""
+        model_id = self.models.summarizer_id
+        cached = self.store.cached_summary(doc.content_hash, model_id, self.settings.language)
+        if cached:
+            return Summary(cached[0], cached[1], model_id)
+        passages = [p.text for p in self.store.passages(doc.id)]
+        summary = await self.in_worker(self.models.summarize, passages, doc.language, self.settings.language)
+        self.store.save_summary(doc.content_hash, model_id, self.settings.language, summary.text, summary.language)
+        return summary
+
+    def embed_missing(self, progress: Callable[[int], None] = lambda n: None, batch: int = 32) -> int:
+        """Embed passages with no cached vector (synchronous: CLI indexing and the worker call it)."""
+        model_id = self.models.encoder_id
+        missing = self.store.missing_embeddings(model_id)
+        for start in range(0, len(missing), batch):
+            chunk = missing[start:start + batch]
+            vectors = self.models.encoder.embed_passages([text for _, text in chunk])
+            self.store.save_embeddings(model_id, [(digest, vec) for (digest, _), vec in zip(chunk, vectors)])
+            progress(len(chunk))
+        return len(missing)
+
+    # -- chat state ------------------------------------------------------------------------------
+    def record_feedback(self, platform: str, user_id: str, subject: str, vote: int) -> None:
+        self.store.record_feedback(platform, user_id, subject, 1 if vote > 0 else -1)
+
+    def first_delivery(self, key: str) -> bool:
+        return self.store.first_delivery(key)
+
+    def status(self) -> dict[str, Any]:
+        docs = self.store.documents()
+        return {
+            "documents": len(docs),
+            "passages": self.store.passage_count(),
+            "retrieval model": self.models.encoder_id,
+            "summarizer": self.models.summarizer_id,
+            "database": self.settings.db_path,
+        }
+
+
+def open_service(settings: Settings, clock: Callable[[], dt.datetime] = utc_now) -> Service:
+    return Service(settings, Store.open(settings.db_path), Models.from_settings(settings), clock)

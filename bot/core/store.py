@@ -1,0 +1,278 @@
+"""The one SQLite file: connection set-up, migrations and the document/passage/cache queries."""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from bot.core.models import Document, Passage
+
+migrations = sqlite_utils.Migrations("digestbot")
+
+
+@migrations()
+def m001_documents(db: sqlite_utils.Database) -> None:
+    db["documents"].create(
+        {"id": str, "path": str, "url": str, "title": str, "language": str, "published": str,
+         "added_at": str, "content_hash": str, "chars": int, "text": str},
+        pk="id",
+    )
+    db["documents"].create_index(["path"], unique=True)
+    db["documents"].create_index(["added_at"])
+    db["passages"].create(
+        {"id": int, "doc_id": str, "ordinal": int, "start": int, "end": int, "text": str, "hash": str},
+        pk="id", foreign_keys=[("doc_id", "documents", "id")],
+    )
+    db["passages"].create_index(["doc_id", "ordinal"], unique=True)
+    db["passages"].create_index(["hash"])
+    db["passages"].enable_fts(["text"], fts_version="FTS5", create_triggers=True,
+                              tokenize="unicode61 remove_diacritics 2")
+    db["embeddings"].create({"hash": str, "model": str, "vector": bytes}, pk=("hash", "model"))
+    db["summaries"].create(
+        {"content_hash": str, "model": str, "language": str, "summary": str, "summary_language": str,
+         "created_at": str},
+        pk=("content_hash", "model", "language"),
+    )
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m002_chat_state(db: sqlite_utils.Database) -> None:
+    db["feedback"].create(
+        {"platform": str, "user_id": str, "subject": str, "vote": int, "created_at": str},
+        pk=("platform", "user_id", "subject"),
+    )
+    db["deliveries"].create({"key": str, "seen_at": str}, pk="key")
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class StoreError(Exception):
+    """The database cannot be written (read-only file, full disk, corrupt file)."""
+
+
+def open_db(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database in WAL mode and apply pending migrations."""
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrations.apply(db)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    return db
+
+
+def _document(row: dict) -> Document:
+    return Document(id=row["id"], path=row["path"], title=row["title"], language=row["language"],
+                    content_hash=row["content_hash"], chars=row["chars"], url=row["url"],
+                    published=row["published"], added_at=row["added_at"])
+
+
+_DOC_COLUMNS = "id, path, url, title, language, published, added_at, content_hash, chars"
+
+
+class Store:
+    """All SQL the core runs lives here (digest and feed bookkeeping have their own modules' queries)."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self._write_lock = threading.RLock()  # the loop and the model worker share one connection
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Store":
+        return cls(open_db(path))
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write (BEGIN IMMEDIATE, so concurrent writers queue instead of deadlocking).
+
+        sqlite-utils calls inside nest as savepoints; a failure rolls everything back.
+        """
+        with self._write_lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[None]:
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+        try:
+            yield
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"database write failed: {exc}") from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- documents -----------------------------------------------------------------------------
+    def documents(self) -> list[Document]:
+        rows = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY coalesce(published, added_at) DESC, title")
+        return [_document(dict(zip(_DOC_COLUMNS.split(", "), row))) for row in rows.fetchall()]
+
+    def document(self, doc_id: str) -> Document | None:
+        return next((d for d in self._query_docs("id = ?", [doc_id])), None)
+
+    def document_by_path(self, path: str) -> Document | None:
+        return next((d for d in self._query_docs("path = ?", [path])), None)
+
+    def _query_docs(self, where: str, params: list) -> list[Document]:
+        rows = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE {where}", params).fetchall()
+        return [_document(dict(zip(_DOC_COLUMNS.split(", "), row))) for row in rows]
+
+    def document_text(self, doc_id: str) -> str:
+        row = self.db.execute("SELECT text FROM documents WHERE id = ?", [doc_id]).fetchone()
+        return row[0] if row else ""
+
+    def find_documents(self, needle: str) -> list[Document]:
+        """Documents whose id, path or title contains `needle` (case-insensitive)."""
+        like = f"%{needle.lower()}%"
+        return self._query_docs("id = ? OR path = ? OR lower(title) LIKE ? OR lower(path) LIKE ?",
+                                [needle, needle, like, like])
+
+    def documents_added_since(self, since: str | None) -> list[Document]:
+        if since is None:
+            return self._query_docs("1", [])
+        return self._query_docs("added_at > ?", [since])
+
+    def replace_document(self, doc: Document, text: str, passages: list[tuple[int, int, str, str]]) -> None:
+        """Insert or replace a document and its passages (start, end, text, hash) atomically."""
+        with self.transaction():
+            self.db.execute("DELETE FROM passages WHERE doc_id = ?", [doc.id])
+            self.db.execute("DELETE FROM documents WHERE id = ? OR path = ?", [doc.id, doc.path])
+            self.db["documents"].insert({
+                "id": doc.id, "path": doc.path, "url": doc.url, "title": doc.title, "language": doc.language,
+                "published": doc.published, "added_at": doc.added_at or utcnow(),
+                "content_hash": doc.content_hash, "chars": doc.chars, "text": text,
+            })
+            self.db["passages"].insert_all(
+                {"doc_id": doc.id, "ordinal": i, "start": start, "end": end, "text": body, "hash": digest}
+                for i, (start, end, body, digest) in enumerate(passages)
+            )
+            self._bump_generation()
+
+    def delete_document(self, doc_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM passages WHERE doc_id = ?", [doc_id])
+            self.db.execute("DELETE FROM documents WHERE id = ?", [doc_id])
+            self._bump_generation()
+
+    def _bump_generation(self) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES('generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    def generation(self) -> int:
+        """A counter bumped by every index change: in-memory caches compare it to stay fresh."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- passages and search -------------------------------------------------------------------
+    def passages(self, doc_id: str) -> list[Passage]:
+        rows = self.db.execute(
+            "SELECT id, doc_id, ordinal, start, end, text FROM passages WHERE doc_id = ? ORDER BY ordinal", [doc_id])
+        return [Passage(*row) for row in rows.fetchall()]
+
+    def passages_by_id(self, ids: Iterable[int]) -> dict[int, Passage]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id, doc_id, ordinal, start, end, text FROM passages WHERE id IN ({marks})", ids)
+        return {row[0]: Passage(*row) for row in rows.fetchall()}
+
+    def passage_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
+
+    def bm25(self, match: str, limit: int, doc_ids: list[str] | None = None) -> list[tuple[int, float]]:
+        """(passage id, bm25 score; lower is better) for an already-sanitized FTS5 MATCH expression."""
+        sql = ("SELECT passages_fts.rowid, bm25(passages_fts) AS rank FROM passages_fts "
+               "JOIN passages p ON p.id = passages_fts.rowid WHERE passages_fts MATCH ?")
+        params: list = [match]
+        if doc_ids is not None:
+            sql += f" AND p.doc_id IN ({','.join('?' * len(doc_ids))})"
+            params += doc_ids
+        sql += " ORDER BY rank LIMIT ?"
+        return [(row[0], row[1]) for row in self.db.execute(sql, params + [limit]).fetchall()]
+
+    # -- embedding cache -----------------------------------------------------------------------
+    def missing_embeddings(self, model: str) -> list[tuple[str, str]]:
+        """(hash, text) of passages with no cached vector for `model`, one per distinct text."""
+        rows = self.db.execute(
+            "SELECT p.hash, min(p.text) FROM passages p LEFT JOIN embeddings e ON e.hash = p.hash AND e.model = ? "
+            "WHERE e.hash IS NULL GROUP BY p.hash", [model])
+        return rows.fetchall()
+
+    def save_embeddings(self, model: str, items: list[tuple[str, np.ndarray]]) -> None:
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings(hash, model, vector) VALUES (?, ?, ?)",
+                [(digest, model, np.asarray(vec, dtype=np.float16).tobytes()) for digest, vec in items])
+
+    def passage_vectors(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(passage ids, float16 matrix) of every passage embedded with `model`."""
+        rows = self.db.execute(
+            "SELECT p.id, e.vector FROM passages p JOIN embeddings e ON e.hash = p.hash AND e.model = ? ORDER BY p.id",
+            [model]).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float16)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+        return ids, matrix
+
+    def drop_orphan_embeddings(self) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM passages)")
+
+    # -- summary cache -------------------------------------------------------------------------
+    def cached_summary(self, content_hash: str, model: str, language: str) -> tuple[str, str] | None:
+        row = self.db.execute(
+            "SELECT summary, summary_language FROM summaries WHERE content_hash = ? AND model = ? AND language = ?",
+            [content_hash, model, language]).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def save_summary(self, content_hash: str, model: str, language: str, summary: str, summary_language: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?)",
+                [content_hash, model, language, summary, summary_language, utcnow()])
+
+    # -- chat state ----------------------------------------------------------------------------
+    def record_feedback(self, platform: str, user_id: str, subject: str, vote: int) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?)",
+                            [platform, user_id, subject, vote, utcnow()])
+
+    def feedback_totals(self, subject: str) -> tuple[int, int]:
+        row = self.db.execute(
+            "SELECT coalesce(sum(vote > 0), 0), coalesce(sum(vote < 0), 0) FROM feedback WHERE subject = ?",
+            [subject]).fetchone()
+        return row[0], row[1]
+
+    def first_delivery(self, key: str) -> bool:
+        with self.transaction():
+            cursor = self.db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", [key, utcnow()])
+            return cursor.rowcount == 1

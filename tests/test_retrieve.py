@@ -1,0 +1,55 @@
+import pytest
+
+from bot.core.models import UserError
+from bot.core.retrieve import fts_query, reciprocal_rank_fusion
+
+HOSTILE = ['"', "'unbalanced", "foo*", "-bar", "NEAR(a b)", "a AND OR NOT", "text:ceo", "title:x",
+           "🔥🚀 emoji", "\x00\x07\x1b[31mred", "^start", "(", ")", "{a b}:c", "a:b:c", "' OR 1=1 --"]
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_never_reach_match_raw(seeded_service, query):
+    match = fts_query(query)
+    assert all(term.startswith('"') and term.endswith('"') for term in match.split(" OR ") if term)
+    hits = seeded_service.retriever.search(query, dense=False)  # raises nothing
+    assert isinstance(hits, list)
+
+
+def test_empty_and_huge_queries_get_clear_errors(seeded_service):
+    for query in ["", "   ", "\x00\x01"]:
+        with pytest.raises(UserError, match="Type something"):
+            seeded_service.retriever.search(query)
+    with pytest.raises(UserError, match="too long"):
+        seeded_service.retriever.search("a" * 10_000)
+
+
+def test_hybrid_finds_interim_ceo_passage(seeded_service):
+    hits = seeded_service.retriever.search("Who became interim CEO of OpenAI?", limit=5)
+    assert any("Emmett Shear" in h.passage.text for h in hits[:3])
+
+
+def test_english_question_finds_german_passage(seeded_service):
+    hits = seeded_service.retriever.search(
+        "Which OpenAI co-founders will lead Microsoft's Advanced AI Research Team?", limit=5)
+    assert any(h.document.language == "de" and "Advanced AI Research Team" in h.passage.text for h in hits)
+
+
+def test_german_question_finds_english_passage(seeded_service):
+    hits = seeded_service.retriever.search("Wer wurde Interims-CEO von OpenAI, nachdem Altman entlassen wurde?",
+                                           limit=5)
+    assert any(h.document.language == "en" and "interim" in h.passage.text.lower() for h in hits)
+
+
+def test_filters_by_document_and_date(seeded_service):
+    docs = seeded_service.resolve_documents("What Ilya Saw")
+    hits = seeded_service.retriever.search("OpenAI", documents=docs, limit=10)
+    assert hits and {h.document.id for h in hits} == {docs[0].id}
+    dated = seeded_service.retriever.search("Ilya OpenAI", since="2025-01-01", limit=20)
+    # "since" compares the published date, else the day a document was added (today for undated seeds)
+    assert dated and all((h.document.published or h.document.added_at) >= "2025-01-01" for h in dated)
+    assert not any(h.document.published == "2024-12-15" for h in dated)
+
+
+def test_rrf_rewards_agreement():
+    fused = dict(reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]]))
+    assert fused[1] > fused[3] > fused[2] and 4 in fused
