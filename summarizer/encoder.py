@@ -47,7 +47,9 @@ class TransformersEncoder:
     def __init__(self, model: str, threads: int = 1, model_id: str | None = None, max_tokens: int = 256):
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # no "Loading weights" bars in the console or CLI output
         torch.set_num_threads(threads)
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)

@@ -6,7 +6,9 @@ configured generator may rephrase those same cited sentences; it never adds sour
 """
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,13 @@ from summarizer.text import sentence_spans, words
 SUPPORT_THRESHOLD = 0.83
 # Extra sentences are cited only when nearly as good as the best one.
 MAX_SENTENCES = 2
-RUNNER_UP_MARGIN = 0.015
+RUNNER_UP_MARGIN = 0.03
+# Small tie-breakers added to the cosine: the passage's retrieval rank and the question's words present.
+RANK_WEIGHT = 0.01
+OVERLAP_WEIGHT = 0.15
+MIN_WORDS = 5
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_FOOTNOTE = re.compile(r"\[\d+\]\([^)]*\)|\[\d+\]")
 QUOTE_CHARS = 400
 _STOP = set("""a an the of to in on for and or is are was were be been who what when where which why how
 does do did has have had it its this that with by from as at about into than then there their they them
@@ -39,29 +47,55 @@ class _Candidate:
     hit: Hit
     start: int  # offsets inside the passage text
     end: int
-    score: float
+    similarity: float  # cosine to the question: decides whether anything answers at all
+    score: float  # similarity plus tie-breakers: decides which sentences answer best
 
     @property
     def sentence(self) -> str:
         return self.hit.passage.text[self.start:self.end]
 
 
-def _candidates(hits: list[Hit], question: str, encoder: Encoder) -> list[_Candidate]:
-    spans = [(hit, a, b) for hit in hits for a, b in sentence_spans(hit.passage.text)
-             if len(words(hit.passage.text[a:b])) >= 4]
+def _readable(sentence: str) -> str:
+    """Sentence text as a person reads it: markdown links reduced to their text, footnotes dropped."""
+    return _MARKDOWN_LINK.sub(r"\1", _FOOTNOTE.sub("", sentence)).strip()
+
+
+def _candidates(hits: list[Hit], question: str, embed: Callable[[list[str]], np.ndarray],
+                query: np.ndarray) -> list[_Candidate]:
+    """Every prose sentence of the hits, with its predecessor (so "It has 128 experts." keeps its
+    subject), scored: cosine to the question plus small rank/overlap boosts."""
+    spans, contexts = [], []
+    for rank, hit in enumerate(hits):
+        sentences = sentence_spans(hit.passage.text)
+        for i, (a, b) in enumerate(sentences):
+            text = _readable(hit.passage.text[a:b])
+            if len(words(text)) < MIN_WORDS or text.startswith("#"):
+                continue
+            # the claim is the sentence with its predecessor: what was embedded is what gets quoted
+            start = sentences[i - 1][0] if i else a
+            spans.append((rank, hit, start, b))
+            contexts.append(_readable(hit.passage.text[start:b]))
     if not spans:
         return []
-    vectors = encoder.embed_passages([hit.passage.text[a:b] for hit, a, b in spans])
-    query = encoder.embed_queries([question])[0]
-    scores = vectors @ query + 0.01 * np.array([_overlap(question, h.passage.text[a:b]) for h, a, b in spans])
-    return sorted((_Candidate(h, a, b, float(s)) for (h, a, b), s in zip(spans, scores)), key=lambda c: -c.score)
+    scores = embed(contexts) @ query
+    overlaps = _overlap_scores(question, [hit.passage.text[a:b] for _, hit, a, b in spans])
+    candidates = []
+    for (rank, hit, a, b), score, overlap in zip(spans, scores, overlaps):
+        boost = RANK_WEIGHT * (1 - rank / len(hits)) + OVERLAP_WEIGHT * overlap
+        candidates.append(_Candidate(hit, a, b, float(score), float(score) + boost))
+    return sorted(candidates, key=lambda c: -c.score)
 
 
-def _overlap(question: str, sentence: str) -> float:
-    """Share of the question's content words that the sentence contains (a small tie-breaker)."""
+def _overlap_scores(question: str, sentences: list[str]) -> list[float]:
+    """Share of the question's content words each sentence contains, weighted by rarity among
+    the candidates (so "interim" counts for more than "CEO" when every sentence says CEO)."""
     wanted = {w.lower() for w in words(question) if w.lower() not in _STOP}
-    present = {w.lower() for w in words(sentence)}
-    return len(wanted & present) / len(wanted) if wanted else 0.0
+    present = [{w.lower() for w in words(s)} for s in sentences]
+    if not wanted or not sentences:
+        return [0.0] * len(sentences)
+    idf = {w: math.log((1 + len(sentences)) / (1 + sum(w in p for p in present))) + 1 for w in wanted}
+    total = sum(idf.values())
+    return [sum(idf[w] for w in wanted & p) / total for p in present]
 
 
 def _quote(candidate: _Candidate) -> str:
@@ -76,11 +110,16 @@ def _quote(candidate: _Candidate) -> str:
     return text[start:end]
 
 
-def answer_question(question: str, hits: list[Hit], encoder: Encoder) -> Answer:
-    """Pick the sentences that answer; cite each one's passage; abstain when none is close enough."""
-    ranked = _candidates(hits, question, encoder)
+def answer_question(question: str, hits: list[Hit], encoder: Encoder,
+                    embed: Callable[[list[str]], np.ndarray] | None = None) -> Answer:
+    """Pick the sentences that answer; cite each one's passage; abstain when none is close enough.
+
+    `embed` embeds sentences (the service passes a cached one); default: the encoder directly.
+    """
+    query = encoder.embed_queries([question])[0]
+    ranked = _candidates(hits, question, embed or encoder.embed_passages, query)
     closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
-    if not ranked or ranked[0].score < SUPPORT_THRESHOLD:
+    if not ranked or max(c.similarity for c in ranked) < SUPPORT_THRESHOLD:
         return Answer("", [], True, closest)
     chosen = [ranked[0]]
     for candidate in ranked[1:]:
@@ -97,7 +136,7 @@ def answer_question(question: str, hits: list[Hit], encoder: Encoder) -> Answer:
             doc = candidate.hit.document
             source = Source(len(sources) + 1, doc.id, doc.title, doc.link, doc.url, _quote(candidate), passage.id)
             sources.append(source)
-        parts.append(f"{_tidy(candidate.sentence)} [{source.n}]")
+        parts.append(f"{_tidy(_readable(candidate.sentence))} [{source.n}]")
     return Answer(" ".join(parts), sources, False, closest)
 
 

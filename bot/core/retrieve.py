@@ -18,6 +18,11 @@ MAX_TERMS = 32
 RRF_K = 60
 CANDIDATES = 50
 _TERM = re.compile(r"\w+", re.UNICODE)
+# Question words that only add noise to an OR-query (kept when a query has nothing else).
+_STOPWORDS = frozenset("""a an and are as at be been but by can did do does for from had has have how i if in
+into is it its me my of on or our so than that the their them then there these they this to was we were what
+when where which who whom why will with would you your der die das und ist ein eine einer wer wie was wo warum
+welche welcher von zu mit den dem des im nicht auch sich hat haben wurde""".split())
 _DENSE_BLOCK = 131072
 
 
@@ -31,6 +36,7 @@ def fts_query(text: str) -> str:
     for term in _TERM.findall(text.lower()):
         if term not in terms:
             terms.append(term)
+    terms = [t for t in terms if t not in _STOPWORDS] or terms
     return " OR ".join(f'"{term}"' for term in terms[:MAX_TERMS])
 
 
@@ -102,7 +108,7 @@ class Retriever:
         restrict = list(docs) if (documents is not None or since) else None
         rankings = [self._bm25(query, restrict)]
         if dense and self._encoder is not None:
-            rankings.append(self._dense(query, restrict))
+            rankings.extend(self._dense_by_language(query, restrict))
         fused = reciprocal_rank_fusion(rankings)
         passages = self.store.passages_by_id(pid for pid, _ in fused[:limit * 4])
         hits = []
@@ -120,13 +126,26 @@ class Retriever:
             return []
         return [pid for pid, _ in self.store.bm25(match, CANDIDATES, restrict)]
 
-    def _dense(self, query: str, restrict: list[str] | None) -> list[int]:
+    def _dense_by_language(self, query: str, restrict: list[str] | None) -> list[list[int]]:
+        """Dense rankings, one per document language.
+
+        A small multilingual encoder still scores same-language text higher, so one mixed
+        ranking buries the German passage that answers an English question; fusing a ranking
+        per language gives each language's best passage a fair place.
+        """
         self.dense.refresh(self.store, self.model_id)
         vector = self._encoder().embed_queries([query])[0]
         allowed = None
         if restrict is not None:
             allowed = np.array([p.id for doc_id in restrict for p in self.store.passages(doc_id)], dtype=np.int64)
-        return [pid for pid, _ in self.dense.top(vector, CANDIDATES, allowed)]
+        ranked = [pid for pid, _ in self.dense.top(vector, CANDIDATES * 4, allowed)]
+        languages = self.store.passage_languages(ranked)
+        by_language: dict[str, list[int]] = {}
+        for pid in ranked:
+            ranking = by_language.setdefault(languages.get(pid, ""), [])
+            if len(ranking) < CANDIDATES:
+                ranking.append(pid)
+        return list(by_language.values())
 
 
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:

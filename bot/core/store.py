@@ -204,6 +204,17 @@ class Store:
             f"SELECT id, doc_id, ordinal, start, end, text FROM passages WHERE id IN ({marks})", ids)
         return {row[0]: Passage(*row) for row in rows.fetchall()}
 
+    def passage_languages(self, ids: list[int]) -> dict[int, str]:
+        """passage id -> its document's language."""
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.db.execute(
+                "SELECT p.id, d.language FROM passages p JOIN documents d ON d.id = p.doc_id "
+                f"WHERE p.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            found.update(rows)
+        return found
+
     def passage_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
 
@@ -232,6 +243,16 @@ class Store:
                 "INSERT OR REPLACE INTO embeddings(hash, model, vector) VALUES (?, ?, ?)",
                 [(digest, model, np.asarray(vec, dtype=np.float16).tobytes()) for digest, vec in items])
 
+    def embeddings(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({','.join('?' * len(chunk))})",
+                [model, *chunk]).fetchall()
+            found.update((h, np.frombuffer(v, dtype=np.float16)) for h, v in rows)
+        return found
+
     def passage_vectors(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """(passage ids, float16 matrix) of every passage embedded with `model`."""
         rows = self.db.execute(
@@ -245,7 +266,8 @@ class Store:
 
     def drop_orphan_embeddings(self) -> None:
         with self.transaction():
-            self.db.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM passages)")
+            self.db.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM passages) "
+                            "AND model NOT LIKE '%#sentence'")
 
     # -- summary cache -------------------------------------------------------------------------
     def cached_summary(self, content_hash: str, model: str, language: str) -> tuple[str, str] | None:

