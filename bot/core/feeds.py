@@ -1,0 +1,315 @@
+"""Followed RSS and Atom feeds: `feed add|list|remove` and the poller the scheduler runs.
+
+Each entry is remembered by its identity (guid, else link, else title + date), so an entry is
+indexed once even when its link changes or the feed republishes it. Polls are conditional
+(ETag / Last-Modified); a failed poll raises the feed's error count shown in /status.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import sqlite_utils
+
+from bot.core.commands import Param, command
+from bot.core.fetch import Added, Extracted, Fetched, FetchError, fetch, host_label, index_extracted, index_fetched
+from bot.core.ingest import html_to_text
+from bot.core.models import Reply, Request, UserError
+from bot.core.store import Store, migrations
+
+if TYPE_CHECKING:
+    from bot.core.service import Service
+
+log = logging.getLogger(__name__)
+
+FEED_INTERVAL_MINUTES = 30
+MAX_ENTRIES_PER_POLL = 20  # the rest wait for the next poll (which then skips the conditional request)
+ACCEPT_FEEDS = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+
+
+@migrations()
+def m004_feeds(db: sqlite_utils.Database) -> None:
+    db["feeds"].create(
+        {"id": int, "url": str, "title": str, "etag": str, "last_modified": str, "error_count": int,
+         "last_error": str, "last_polled": str, "added_at": str},
+        pk="id", not_null={"url", "error_count"}, defaults={"error_count": 0},
+    )
+    db["feeds"].create_index(["url"], unique=True)
+    db["feed_entries"].create(
+        {"feed_id": int, "identity": str, "doc_id": str, "seen_at": str},
+        pk=("feed_id", "identity"), foreign_keys=[("feed_id", "feeds", "id")],
+    )
+
+
+@dataclass(frozen=True)
+class Feed:
+    id: int
+    url: str
+    title: str | None
+    etag: str | None
+    last_modified: str | None
+    error_count: int
+    last_error: str | None
+    last_polled: str | None
+
+    @property
+    def name(self) -> str:
+        return self.title or self.url
+
+
+@dataclass
+class PollResult:
+    feed: Feed
+    added: int = 0  # new or updated documents
+    known: int = 0  # entries whose text was already indexed
+    unreadable: int = 0  # entries with no text to index
+    waiting: int = 0  # new entries left for the next poll
+    not_modified: bool = False
+    error: str | None = None
+
+    def line(self) -> str:
+        parts = [f"{self.added} new {'entry' if self.added == 1 else 'entries'} indexed"]
+        parts += [f"{self.known} already indexed"] if self.known else []
+        parts += [f"{self.unreadable} without readable text"] if self.unreadable else []
+        parts += [f"{self.waiting} more on the next polls"] if self.waiting else []
+        return ", ".join(parts)
+
+
+# -- storage -------------------------------------------------------------------------------------
+_FEED_COLUMNS = "id, url, title, etag, last_modified, error_count, last_error, last_polled"
+
+
+def list_feeds(store: Store) -> list[Feed]:
+    return [Feed(*row) for row in store.db.execute(f"SELECT {_FEED_COLUMNS} FROM feeds ORDER BY id").fetchall()]
+
+
+def find_feed(store: Store, needle: str) -> Feed:
+    """A feed by its number (as `feed list` shows it) or its URL."""
+    needle = needle.strip().lstrip("#")
+    row = store.db.execute(f"SELECT {_FEED_COLUMNS} FROM feeds WHERE url = ? OR CAST(id AS TEXT) = ?",
+                           [needle, needle]).fetchone()
+    if row is None:
+        raise UserError(f"No followed feed matches {needle[:100]!r}. Try /feed list.")
+    return Feed(*row)
+
+
+def entry_counts(store: Store) -> dict[int, int]:
+    rows = store.db.execute("SELECT feed_id, count(doc_id) FROM feed_entries GROUP BY feed_id").fetchall()
+    return dict(rows)
+
+
+def _seen(store: Store, feed_id: int) -> set[str]:
+    rows = store.db.execute("SELECT identity FROM feed_entries WHERE feed_id = ?", [feed_id]).fetchall()
+    return {row[0] for row in rows}
+
+
+def _record_entry(store: Store, feed_id: int, identity: str, doc_id: str | None, now: str) -> None:
+    with store.transaction():
+        store.db.execute("INSERT OR REPLACE INTO feed_entries VALUES (?, ?, ?, ?)", [feed_id, identity, doc_id, now])
+
+
+def _record_success(store: Store, feed: Feed, now: str, *, title: str | None, etag: str | None,
+                    last_modified: str | None) -> None:
+    with store.transaction():
+        store.db.execute(
+            "UPDATE feeds SET title = ?, etag = ?, last_modified = ?, error_count = 0, last_error = NULL, "
+            "last_polled = ? WHERE id = ?", [title, etag, last_modified, now, feed.id])
+
+
+def _record_failure(store: Store, feed: Feed, now: str, error: str) -> None:
+    with store.transaction():
+        store.db.execute("UPDATE feeds SET error_count = error_count + 1, last_error = ?, last_polled = ? "
+                         "WHERE id = ?", [error, now, feed.id])
+
+
+# -- entries -------------------------------------------------------------------------------------
+def parse_feed(fetched: Fetched) -> Any:
+    """feedparser's view of a fetched body (bytes only: feedparser never fetches anything itself)."""
+    import feedparser
+
+    parsed = feedparser.parse(fetched.data)
+    if not parsed.version:
+        raise FetchError(f"{host_label(fetched.url)}: not an RSS or Atom feed; nothing was changed.")
+    return parsed
+
+
+def entry_identity(entry: Any) -> str | None:
+    """guid / Atom id, else link, else title + date; None for an entry with none of them."""
+    if (entry.get("id") or "").strip():
+        return "id:" + entry["id"].strip()
+    if (entry.get("link") or "").strip():
+        return "link:" + entry["link"].strip()
+    title = (entry.get("title") or "").strip()
+    if title:
+        return f"title:{title}|{entry.get('published') or entry.get('updated') or ''}"
+    return None
+
+
+def _entry_date(entry: Any) -> str | None:
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    return time.strftime("%Y-%m-%d", parsed) if parsed else None
+
+
+def _entry_link(entry: Any, base: str) -> str | None:
+    link = (entry.get("link") or "").strip()
+    try:
+        return str(httpx.URL(base).join(link)) if link else None
+    except httpx.InvalidURL:
+        return None
+
+
+def _index_entry_text(service: "Service", entry: Any, path: str, title: str | None,
+                      published: str | None) -> Added | None:
+    """Index the text the feed itself carries for an entry (full content, else its summary)."""
+    body = next((c.get("value") for c in entry.get("content") or [] if c.get("value")), None) \
+        or entry.get("summary") or ""
+    text, _ = html_to_text(f"<html><body><article>{body}</article></body></html>") if body.strip() else ("", {})
+    if not text.strip():
+        return None
+    return index_extracted(service, Extracted(text), link=path, title=title, published=published)
+
+
+async def _index_entry(service: "Service", feed: Feed, entry: Any, identity: str, base: str) -> Added | None:
+    """The page an entry links to, else the entry's own text; None when neither has text."""
+    title, published = (entry.get("title") or "").strip() or None, _entry_date(entry)
+    link = _entry_link(entry, base)
+    if link:
+        try:
+            fetched = await fetch(link, allow_private=service.settings.allow_private_urls)
+            return await service.in_worker(index_fetched, service, fetched, title=title, published=published)
+        except FetchError as exc:
+            log.info("feed %s: entry %s: %s; indexing the feed's own text", feed.url, link, exc)
+    path = link or f"{feed.url}#{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
+    return await service.in_worker(_index_entry_text, service, entry, path, title, published)
+
+
+# -- polling -------------------------------------------------------------------------------------
+def _now(service: "Service") -> str:
+    return service.clock().isoformat(timespec="seconds")
+
+
+async def poll_feed(service: "Service", feed: Feed) -> PollResult:
+    """Fetch one feed (conditionally) and index its new entries; failures are recorded, not raised."""
+    result, store = PollResult(feed), service.store
+    headers = {k: v for k, v in (("If-None-Match", feed.etag), ("If-Modified-Since", feed.last_modified)) if v}
+    try:
+        fetched = await fetch(feed.url, allow_private=service.settings.allow_private_urls,
+                              headers=headers, accept=ACCEPT_FEEDS)
+        if fetched.status == 304:
+            result.not_modified = True
+            _record_success(store, feed, _now(service), title=feed.title, etag=feed.etag,
+                            last_modified=feed.last_modified)
+            return result
+        parsed = await service.in_worker(parse_feed, fetched)
+        seen, new = _seen(store, feed.id), {}
+        for entry in parsed.entries:
+            identity = entry_identity(entry)
+            if identity and identity not in seen:
+                new.setdefault(identity, entry)
+        for identity, entry in list(new.items())[:MAX_ENTRIES_PER_POLL]:
+            added = await _index_entry(service, feed, entry, identity, fetched.url)
+            _record_entry(store, feed.id, identity, added.document.id if added else None, _now(service))
+            if added is None:
+                result.unreadable += 1
+            elif added.status == "duplicate":
+                result.known += 1
+            else:
+                result.added += 1
+        result.waiting = max(0, len(new) - MAX_ENTRIES_PER_POLL)
+        complete = not result.waiting  # else forget the validators so the next poll gets the full feed
+        _record_success(store, feed, _now(service), title=parsed.feed.get("title") or feed.title,
+                        etag=fetched.etag if complete else None,
+                        last_modified=fetched.last_modified if complete else None)
+        if result.added:
+            await service.in_worker(service.embed_missing)
+    except UserError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # one broken feed must not stop the others or the scheduler
+        log.exception("feed %s: poll failed", feed.url)
+        result.error = f"internal error ({type(exc).__name__})"
+    if result.error:
+        log.warning("feed %s: %s", feed.url, result.error)
+        _record_failure(store, feed, _now(service), result.error)
+    return result
+
+
+async def poll_feeds(service: "Service") -> list[PollResult]:
+    """Poll every followed feed once (what the scheduler runs on an interval)."""
+    return [await poll_feed(service, feed) for feed in list_feeds(service.store)]
+
+
+def add_feed_job(scheduler: Any, service: "Service", minutes: int = FEED_INTERVAL_MINUTES) -> None:
+    """Register the feed poller on an APScheduler scheduler: first poll right away, then every `minutes`."""
+    scheduler.add_job(poll_feeds, "interval", args=[service], minutes=minutes, id="feeds", replace_existing=True,
+                      max_instances=1, coalesce=True, misfire_grace_time=60 * minutes,
+                      next_run_time=service.clock())
+
+
+def feed_status(store: Store) -> dict[str, str]:
+    """Lines for /status: how many feeds are followed and which ones are failing."""
+    feeds = list_feeds(store)
+    if not feeds:
+        return {}
+    failing = [f for f in feeds if f.error_count]
+    status = {"feeds": f"{len(feeds)} followed" + (f", {len(failing)} failing" if failing else "")}
+    if failing:
+        status["feed errors"] = "; ".join(
+            f"{f.name}: {f.error_count} failed polls in a row ({f.last_error})" for f in failing)
+    return status
+
+
+# -- commands ------------------------------------------------------------------------------------
+@command("feed add", Param("url", "Address (http or https) of an RSS or Atom feed"), admin=True, slow=True)
+async def feed_add_command(service: "Service", request: Request) -> Reply:
+    """Follow an RSS or Atom feed: its new entries are fetched and indexed."""
+    url, store = request.args["url"].strip(), service.store
+    if store.db.execute("SELECT 1 FROM feeds WHERE url = ?", [url]).fetchone():
+        raise UserError("That feed is already followed; nothing was changed.")
+    fetched = await fetch(url, allow_private=service.settings.allow_private_urls, accept=ACCEPT_FEEDS)
+    parsed = await service.in_worker(parse_feed, fetched)
+    with store.transaction():
+        feed_id = store.db["feeds"].insert({"url": url, "title": parsed.feed.get("title"), "error_count": 0,
+                                            "added_at": _now(service)}).last_pk
+    result = await poll_feed(service, find_feed(store, str(feed_id)))
+    name = result.feed.title or parsed.feed.get("title") or url
+    line = f"Following **{name}** (feed `{feed_id}`): {result.line()}."
+    if result.error:
+        line = f"Following **{name}** (feed `{feed_id}`), but its first poll failed: {result.error}"
+    return Reply(line, title="Feed added",
+                 data={"feed_id": feed_id, "url": url, "title": name, "added": result.added,
+                       "error": result.error})
+
+
+@command("feed list", admin=True)
+async def feed_list_command(service: "Service", request: Request) -> Reply:
+    """List the followed feeds, with their entry counts and errors."""
+    feeds, counts = list_feeds(service.store), entry_counts(service.store)
+    if not feeds:
+        return Reply("No feeds are followed. Add one with /feed add URL.", title="Feeds", data={"feeds": []})
+    lines = []
+    for f in feeds:
+        line = f"`{f.id}` **{f.name}** `{f.url}`: {counts.get(f.id, 0)} entries indexed, " \
+               f"last polled {f.last_polled or 'never'}"
+        if f.error_count:
+            line += f", _{f.error_count} failed polls in a row: {f.last_error}_"
+        lines.append(line)
+    data = {"feeds": [{"feed_id": f.id, "url": f.url, "title": f.title, "entries": counts.get(f.id, 0),
+                       "last_polled": f.last_polled, "error_count": f.error_count, "last_error": f.last_error}
+                      for f in feeds]}
+    return Reply("\n".join(lines), title=f"Feeds ({len(feeds)})", data=data)
+
+
+@command("feed remove", Param("feed", "Feed number from /feed list, or its URL"), admin=True)
+async def feed_remove_command(service: "Service", request: Request) -> Reply:
+    """Stop following a feed (documents it added stay indexed)."""
+    feed, store = find_feed(service.store, request.args["feed"]), service.store
+    kept = entry_counts(store).get(feed.id, 0)
+    with store.transaction():
+        store.db.execute("DELETE FROM feed_entries WHERE feed_id = ?", [feed.id])
+        store.db.execute("DELETE FROM feeds WHERE id = ?", [feed.id])
+    return Reply(f"Stopped following **{feed.name}**; the {kept} documents it added stay indexed.",
+                 title="Feed removed", data={"feed_id": feed.id, "url": feed.url, "documents_kept": kept})

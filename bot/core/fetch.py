@@ -1,0 +1,357 @@
+"""Adding documents by URL or upload: safe fetching, text + metadata extraction, and the `add` command.
+
+Fetching only goes to http(s) hosts whose every address is public (unless
+`DIGESTBOT_ALLOW_PRIVATE_URLS`), re-checked on each redirect hop, and connects to the very address
+it checked (so a DNS answer that changes between check and connect cannot reach an internal host).
+Bodies are streamed under a byte limit and the whole exchange under one deadline.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import ipaddress
+import re
+import socket
+import unicodedata
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+import httpx
+
+from bot.core.commands import Param, command
+from bot.core.ingest import build_document, html_to_text
+from bot.core.models import Actor, Document, Reply, Request, Source, UserError
+
+if TYPE_CHECKING:
+    from bot.core.service import Service
+
+MAX_BYTES = 10 * 1024 * 1024
+TIMEOUT_S = 20.0
+MAX_REDIRECTS = 5
+USER_AGENT = "digestbot/0.1 (document indexer)"
+ACCEPT_DOCUMENTS = "text/html, application/xhtml+xml, application/pdf, text/markdown, text/plain;q=0.9"
+
+HTML_TYPES = {"text/html", "application/xhtml+xml"}
+TEXT_TYPES = {"text/plain", "text/markdown", "text/x-markdown"}
+PDF_TYPES = {"application/pdf", "application/x-pdf"}
+UNTYPED = {"", "application/octet-stream", "binary/octet-stream"}
+SUFFIX_KINDS = {".html": "html", ".htm": "html", ".md": "text", ".markdown": "text", ".txt": "text",
+                ".pdf": "pdf"}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.I)
+
+
+class FetchError(UserError):
+    """A URL could not be fetched or read: the message is the one-line reply."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # after redirects
+    status: int  # 200-299, or 304 for a conditional request
+    content_type: str  # media type without parameters, lower case ("" when absent)
+    charset: str | None
+    data: bytes
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Extracted:
+    text: str
+    title: str | None = None
+    author: str | None = None
+    published: str | None = None  # YYYY-MM-DD
+    url: str | None = None  # the canonical URL the content names for itself
+
+
+@dataclass(frozen=True)
+class Added:
+    document: Document
+    passages: int
+    status: str  # "added" | "updated" | "duplicate"
+
+
+# -- fetching ------------------------------------------------------------------------------------
+def host_label(url: str) -> str:
+    try:
+        return httpx.URL(url).host or url[:80]
+    except httpx.InvalidURL:
+        return url[:80]
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def _pinned_request(client: httpx.AsyncClient, url: str, allow_private: bool,
+                          headers: dict[str, str]) -> httpx.Request:
+    """A GET for `url` aimed at an address that passed the check, with Host and TLS name kept."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FetchError(f"Not a valid URL: {url[:200]!r}") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise FetchError("Only http and https URLs can be fetched.")
+    host = parsed.raw_host.decode("ascii")
+    if not host:
+        raise FetchError(f"Not a valid URL: {url[:200]!r}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"Cannot find the host {parsed.host}.") from exc
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    blocked = next((ip for ip in addresses if not _is_public(ip)), None)
+    if blocked is not None and not allow_private:
+        raise FetchError(f"{parsed.host} is a private or local address ({blocked}); it is not fetched.")
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+    return client.build_request("GET", parsed.copy_with(host=str(addresses[0])),
+                                headers={**headers, "Host": parsed.netloc.decode("ascii")},
+                                extensions=extensions)
+
+
+async def _read_limited(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    too_big = FetchError(f"{host_label(url)} sent more than {max_bytes / 2**20:g} MB; not indexed.")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb hits the limit too
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _follow(client: httpx.AsyncClient, url: str, allow_private: bool, headers: dict[str, str],
+                  max_bytes: int) -> Fetched:
+    seen: set[str] = set()
+    for _ in range(MAX_REDIRECTS + 1):
+        if url in seen:
+            raise FetchError(f"{host_label(url)} redirects in a loop; not indexed.")
+        seen.add(url)
+        request = await _pinned_request(client, url, allow_private, headers)
+        response = await client.send(request, stream=True)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECTS and location:
+                url = str(httpx.URL(url).join(location))
+                continue
+            if response.status_code != 304 and not response.is_success:
+                raise FetchError(f"{host_label(url)} answered {response.status_code} "
+                                 f"{response.reason_phrase}".rstrip() + "; not indexed.")
+            data = b"" if response.status_code == 304 else await _read_limited(response, url, max_bytes)
+            media = response.headers.get("content-type", "")
+            charset = _CHARSET.search(media)
+            return Fetched(url, response.status_code, media.split(";", 1)[0].strip().lower(),
+                           charset.group(1) if charset else None, data,
+                           response.headers.get("etag"), response.headers.get("last-modified"))
+        finally:
+            await response.aclose()
+    raise FetchError(f"{host_label(url)} redirects more than {MAX_REDIRECTS} times; not indexed.")
+
+
+async def fetch(url: str, *, allow_private: bool, headers: dict[str, str] | None = None,
+                accept: str = ACCEPT_DOCUMENTS, max_bytes: int = MAX_BYTES, timeout: float = TIMEOUT_S) -> Fetched:
+    """GET a URL safely; every failure is a FetchError with a one-line reason."""
+    url = url.strip()
+    headers = {"User-Agent": USER_AGENT, "Accept": accept, **(headers or {})}
+    try:
+        async with asyncio.timeout(timeout):
+            async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout) as client:
+                return await _follow(client, url, allow_private, headers, max_bytes)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise FetchError(f"{host_label(url)} did not answer within {timeout:g} s; not indexed.") from exc
+    except httpx.ConnectError as exc:
+        raise FetchError(f"Cannot connect to {host_label(url)}; not indexed.") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"Download from {host_label(url)} failed ({type(exc).__name__}); not indexed.") from exc
+
+
+# -- extraction ----------------------------------------------------------------------------------
+def _kind(data: bytes, content_type: str, name: str) -> str:
+    """"html", "text" or "pdf", from the bytes, the declared type and the name; FetchError otherwise."""
+    if data.startswith(b"%PDF-"):
+        return "pdf"
+    if content_type in PDF_TYPES:
+        raise FetchError(f"{name}: says it is a PDF but is not one; not indexed.")
+    if content_type in HTML_TYPES:
+        return "html"
+    if content_type in TEXT_TYPES:
+        return "text"
+    if content_type in UNTYPED:
+        by_suffix = SUFFIX_KINDS.get(PurePosixPath(name.split("?", 1)[0]).suffix.lower())
+        if by_suffix and by_suffix != "pdf":
+            return by_suffix
+        head = data[:1024].lstrip().lower()
+        return "html" if head.startswith((b"<!doctype html", b"<html")) else "text"
+    raise FetchError(f"{name}: {content_type} cannot be added (only HTML, Markdown, plain text and PDF).")
+
+
+def _decode(data: bytes, charset: str | None, name: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise FetchError(f"{name}: binary data, not text; not indexed.")
+    text = None
+    for encoding in filter(None, (charset, "utf-8")):
+        try:
+            text = data.decode(encoding)
+            break
+        except (LookupError, UnicodeDecodeError):
+            continue
+    if text is None:
+        from trafilatura.utils import detect_encoding
+
+        guess = next(iter(detect_encoding(data[:65536])), "cp1252")
+        text = data.decode(guess, errors="replace")
+    sample = text[:8192]
+    junk = sum(ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f") for ch in sample)
+    if junk > max(8, len(sample) // 20):
+        raise FetchError(f"{name}: binary data, not text; not indexed.")
+    return text
+
+
+def _pdf(data: bytes, name: str) -> Extracted:
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise FetchError(f"{name}: an encrypted PDF; not indexed.")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        info = reader.metadata
+    except FetchError:
+        raise
+    except Exception as exc:  # pypdf raises many kinds of errors on malformed input
+        raise FetchError(f"{name}: not a readable PDF ({type(exc).__name__}); not indexed.") from exc
+    created = info.creation_date if info else None
+    return Extracted("\n\n".join(p for p in pages if p), title=(info.title if info else None) or None,
+                     author=(info.author if info else None) or None,
+                     published=created.date().isoformat() if isinstance(created, dt.datetime) else None)
+
+
+def _canonical(base_url: str | None, canonical: str | None) -> str | None:
+    """The page's canonical URL, resolved against where it was fetched; None unless on the same site."""
+    if not base_url or not canonical:
+        return None
+    try:
+        base, url = httpx.URL(base_url), httpx.URL(base_url).join(canonical)
+    except httpx.InvalidURL:
+        return None
+    same_site = url.host.removeprefix("www.") == base.host.removeprefix("www.")
+    return str(url) if url.scheme in ("http", "https") and same_site else None
+
+
+def extract(data: bytes, *, content_type: str, name: str, charset: str | None = None,
+            base_url: str | None = None) -> Extracted:
+    """Main text and metadata of an HTML, Markdown, plain-text or PDF body (FetchError if none).
+
+    A page's own canonical URL is kept only when it is on the same site as `base_url`, so a page
+    cannot claim (and overwrite) another site's document.
+    """
+    kind = _kind(data, content_type, name)
+    if kind == "pdf":
+        extracted = _pdf(data, name)
+    elif kind == "html":
+        text, meta = html_to_text(_decode(data, charset, name))
+        extracted = Extracted(text, meta.get("title"), meta.get("author"), meta.get("published"),
+                              _canonical(base_url, meta.get("url")))
+    else:
+        extracted = Extracted(_decode(data, charset, name))
+    if not extracted.text.strip():
+        raise FetchError(f"{name}: no readable text found; not indexed.")
+    return extracted
+
+
+# -- indexing ------------------------------------------------------------------------------------
+def _document_with_hash(service: "Service", content_hash: str) -> Document | None:
+    row = service.store.db.execute("SELECT id FROM documents WHERE content_hash = ? LIMIT 1",
+                                   [content_hash]).fetchone()
+    return service.store.document(row[0]) if row else None
+
+
+def index_extracted(service: "Service", extracted: Extracted, *, link: str, title: str | None = None,
+                    published: str | None = None) -> Added:
+    """Store extracted text under its canonical URL (else `link`); the same text twice is a duplicate.
+
+    Synchronous (runs in the service's worker); embedding is left to the caller.
+    """
+    path = extracted.url or link
+    existing = service.store.document_by_path(path)
+    doc, text, passages = build_document(
+        extracted.text, path=path, url=path, title=title or extracted.title,
+        published=published or extracted.published, doc_id=existing.id if existing else None)
+    same = _document_with_hash(service, doc.content_hash)
+    if same is not None:
+        return Added(same, 0, "duplicate")
+    service.store.replace_document(doc, text, passages)
+    return Added(doc, len(passages), "updated" if existing else "added")
+
+
+def index_fetched(service: "Service", fetched: Fetched, *, title: str | None = None,
+                  published: str | None = None) -> Added:
+    extracted = extract(fetched.data, content_type=fetched.content_type, name=host_label(fetched.url),
+                        charset=fetched.charset, base_url=fetched.url)
+    return index_extracted(service, extracted, link=fetched.url, title=title, published=published)
+
+
+def check_add_allowed(service: "Service", actor: Actor) -> None:
+    """`DIGESTBOT_ADD=admins` limits adding documents to admins; the default, `everyone`, lets anyone add.
+
+    Any other value counts as admins-only, so a typo never opens adding to everyone.
+    """
+    if service.settings.add_policy != "everyone" and not actor.is_admin:
+        raise UserError("Adding documents is for admins here; nothing was changed.")
+
+
+async def add_url(service: "Service", url: str) -> Added:
+    fetched = await fetch(url, allow_private=service.settings.allow_private_urls)
+    added = await service.in_worker(index_fetched, service, fetched)
+    await service.in_worker(service.embed_missing)
+    return added
+
+
+def added_reply(added: Added) -> Reply:
+    """The one-line answer to an add; a duplicate is refused as bad input (nothing changed)."""
+    doc = added.document
+    if added.status == "duplicate":
+        raise UserError(f"Already indexed as **{doc.title}** (`{doc.id}`); nothing was changed.")
+    verb = "Added" if added.status == "added" else "Updated"
+    source = Source(1, doc.id, doc.title, doc.link, doc.url, "")
+    return Reply(f"{verb} **{doc.title}** ({added.passages} passages) [1].", [source], title=verb,
+                 data={"status": added.status, "doc_id": doc.id, "title": doc.title, "url": doc.url,
+                       "published": doc.published, "passages": added.passages})
+
+
+async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str, content_type: str,
+                    url: str) -> Reply:
+    """Index an uploaded file (Discord attachment, Slack file share); `url` is its link.
+
+    Adapters call this directly (attachments are not command args); it answers like `handle`
+    does for bad input: a Reply with ok=False and a one-line reason.
+    """
+    try:
+        check_add_allowed(service, actor)
+        if len(data) > MAX_BYTES:
+            raise FetchError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
+        media = content_type.split(";", 1)[0].strip().lower()
+        charset = _CHARSET.search(content_type)
+        extracted = await service.in_worker(extract, data, content_type=media, name=name,
+                                            charset=charset.group(1) if charset else None)
+        added = await service.in_worker(index_extracted, service, extracted, link=url)
+        await service.in_worker(service.embed_missing)
+        return added_reply(added)
+    except UserError as exc:
+        return Reply(str(exc), ok=False, title="Sorry")
+
+
+@command("add", Param("url", "Web address (http or https) of a page, PDF, Markdown or text file"), slow=True)
+async def add_command(service: "Service", request: Request) -> Reply:
+    """Fetch a web page or file by its URL and index it."""
+    check_add_allowed(service, request.actor)
+    return added_reply(await add_url(service, request.args["url"]))
