@@ -1,0 +1,311 @@
+"""Slack adapter: Slack events -> core Requests, core Replies -> Block Kit (render_slack). No product logic.
+
+Surface (see slack-manifest.yml):
+  * one slash command, `/digestbot <command> [args]`, carries every registry command
+    (`/digestbot search tokenizer since:2024-01-01`, `/digestbot digest pause`), parsed by the core's
+    `parse_command_line`; `ack()` comes at once, the work runs in a Bolt lazy listener and the reply
+    is ephemeral, lookups with a "Share in channel" button;
+  * `@digestbot question` (app_mention) is an `ask`, answered in the mention's thread;
+  * digests reach channels through `SlackPoster`, which the scheduler's outbox calls.
+Socket Mode when SLACK_APP_TOKEN is set, else HTTP on SLACK_PORT at /slack/events (signed requests).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.errors import SlackApiError
+from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
+from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, render
+from bot.config import Settings
+from bot.core.commands import COMMANDS, parse_command_line
+from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.service import Service
+
+log = logging.getLogger(__name__)
+
+SLASH_COMMAND = "/digestbot"
+EVENTS_PATH = "/slack/events"
+SHARE_ACTION = "digestbot_share"
+BOT_SCOPES = ("app_mentions:read", "channels:history", "chat:write", "chat:write.public", "commands",
+              "groups:history", "users:read")
+DEFAULT_API_URL = "https://slack.com/api/"
+RESPONSES_PER_URL = 5  # Slack accepts at most five messages through one response_url
+BUTTON_VALUE_LIMIT = 2000
+POST_ATTEMPTS = 3
+DIGEST_METADATA = "digestbot_digest"  # message metadata event type carrying a digest's run key
+FIND_LIMIT = 200  # recent channel messages searched for a digest's run key
+MAX_RETRY_AFTER = 30.0  # a longer Retry-After is handed back to the outbox as PostError(retry_after=...)
+# chat.postMessage errors that retrying cannot fix.
+PERMANENT_ERRORS = frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "invalid_blocks", "no_text",
+    "restricted_action", "invalid_auth", "not_authed", "account_inactive", "token_revoked", "missing_scope",
+})
+
+
+class ChannelPacer:
+    """About one message per `interval` seconds per channel: Slack's chat.postMessage limit."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self._free_at: dict[str, float] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, channel: str) -> AsyncIterator[None]:
+        async with self._locks[channel]:
+            delay = self._free_at.get(channel, 0.0) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                yield
+            finally:
+                self._free_at[channel] = max(self._free_at.get(channel, 0.0), time.monotonic() + self.interval)
+
+    def hold(self, channel: str, seconds: float) -> None:
+        """Keep the channel quiet for `seconds` (Slack's Retry-After)."""
+        self._free_at[channel] = time.monotonic() + seconds
+
+
+class SlackPoster:
+    """Posts messages to channels (digests, mention answers): paced per channel, honouring
+    Retry-After; failures raise PostError, `permanent` when retrying cannot help."""
+
+    def __init__(self, app: AsyncApp, pacer: ChannelPacer | None = None):
+        self.app = app
+        self.pacer = pacer or ChannelPacer()
+
+    async def post(self, target: Target, reply: Reply) -> str:
+        """The outbox's entry point; returns the timestamp of the first message posted. A digest's run
+        key travels in the first message's metadata, so that `find` can recognise it later."""
+        client = await self._client_for(target.workspace)
+        run = (reply.data or {}).get("run")
+        metadata = {"event_type": DIGEST_METADATA, "event_payload": {"run": run}} if run else None
+        return await self.send(client, target.channel, render(reply), thread_ts=target.thread, metadata=metadata)
+
+    async def find(self, target: Target, run_key: str) -> str | None:
+        """For the outbox's crash recovery: the ts of a digest run already in the channel, None when the
+        recent history has none. When the history cannot be read the run counts as posted ("unverified"):
+        a digest is never posted twice."""
+        client = await self._client_for(target.workspace)
+        try:
+            history = await client.conversations_history(channel=target.channel, limit=FIND_LIMIT,
+                                                         include_all_metadata=True)
+        except SlackApiError as exc:
+            log.warning("cannot read %s to look for digest %s (%s); counting it as posted",
+                        target.channel, run_key, exc.response.get("error"))
+            return f"unverified:{run_key}"
+        for message in history.get("messages", []):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == DIGEST_METADATA and payload.get("run") == run_key:
+                return str(message["ts"])
+        return None
+
+    async def send(self, client: AsyncWebClient, channel: str, messages: Sequence[SlackMessage],
+                   thread_ts: str | None = None, metadata: dict | None = None) -> str:
+        refs = [await self._send_one(client, channel, m, thread_ts, metadata if i == 0 else None)
+                for i, m in enumerate(messages)]
+        return refs[0]
+
+    async def _send_one(self, client: AsyncWebClient, channel: str, message: SlackMessage, thread_ts: str | None,
+                        metadata: dict | None) -> str:
+        for attempt in range(1, POST_ATTEMPTS + 1):
+            async with self.pacer.turn(channel):
+                try:
+                    response = await client.chat_postMessage(channel=channel, thread_ts=thread_ts, metadata=metadata,
+                                                             **message.kwargs())
+                    return str(response["ts"])
+                except SlackApiError as exc:
+                    error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+                    if exc.response.status_code != 429:
+                        permanent = error in PERMANENT_ERRORS
+                        raise PostError(f"Slack refused the message: {error}", permanent=permanent) from exc
+                    retry_after = float(exc.response.headers.get("Retry-After", 1))
+                    if retry_after > MAX_RETRY_AFTER or attempt == POST_ATTEMPTS:
+                        raise PostError("Slack rate limit", retry_after=retry_after) from exc
+                    self.pacer.hold(channel, retry_after)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    raise PostError(f"Slack could not be reached: {exc}") from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _client_for(self, team_id: str) -> AsyncWebClient:
+        """The app's client, or with OAuth installs the client holding that workspace's bot token."""
+        store = self.app.installation_store
+        if store is None:
+            return self.app.client
+        bot = await store.async_find_bot(enterprise_id=None, team_id=team_id)
+        if bot is None:
+            raise PostError(f"digestbot is not installed in Slack workspace {team_id}", permanent=True)
+        return AsyncWebClient(token=bot.bot_token, base_url=self.app.client.base_url)
+
+
+def build_app(settings: Settings) -> AsyncApp:
+    """Bolt app on `settings.slack_api_url`; multi-workspace OAuth (stores in the bot's SQLite file)
+    when a client id and secret are set, else the single bot token."""
+    oauth = None
+    if settings.slack_client_id and settings.slack_client_secret:
+        oauth = AsyncOAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            scopes=list(BOT_SCOPES),
+            installation_store=SQLite3InstallationStore(database=settings.db_path, client_id=settings.slack_client_id),
+            state_store=SQLite3OAuthStateStore(database=settings.db_path, expiration_seconds=600),
+        )
+    client = AsyncWebClient(token=None if oauth else settings.slack_bot_token,
+                            base_url=settings.slack_api_url or DEFAULT_API_URL)
+    return AsyncApp(name="digestbot", client=client, signing_secret=settings.slack_signing_secret or "",
+                    oauth_settings=oauth)
+
+
+def _parse(text: str) -> tuple[str, dict[str, str]]:
+    """`/digestbot` text -> (command name, args); an empty text asks for help."""
+    return parse_command_line(plain_text(text) or "help")
+
+
+class SlackAdapter:
+    """Owns the Bolt app, its listeners and (once started) the Socket Mode client or HTTP server."""
+
+    def __init__(self, service: Service, settings: Settings, pacer: ChannelPacer | None = None):
+        if not (settings.slack_bot_token or (settings.slack_client_id and settings.slack_client_secret)):
+            raise ValueError("Slack needs SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
+        if not (settings.slack_app_token or settings.slack_signing_secret):
+            raise ValueError("Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
+        self.service = service
+        self.settings = settings
+        self.app = build_app(settings)
+        self.poster = SlackPoster(self.app, pacer)
+        self.port: int | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.app.command(SLASH_COMMAND)(ack=self._ack_command, lazy=[self._run_command])
+        self.app.event("app_mention")(ack=self._ack, lazy=[self._answer_mention])
+        self.app.action(SHARE_ACTION)(ack=self._ack, lazy=[self._share])
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self, host: str = "0.0.0.0") -> None:
+        """Register the digest poster; connect Socket Mode, or serve HTTP (also for the OAuth pages)."""
+        self.service.register_poster("slack", self.poster)
+        if self.settings.slack_app_token:
+            self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
+            await self._socket.connect_async()
+        if not self.settings.slack_app_token or self.app.oauth_flow:
+            self._runner = web.AppRunner(self.app.web_app(EVENTS_PATH, self.settings.slack_port), handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, host, self.settings.slack_port)
+            await site.start()
+            self.port = self._runner.addresses[0][1]
+            log.info("Slack HTTP endpoint on %s:%s%s", host, self.port, EVENTS_PATH)
+
+    async def stop(self) -> None:
+        if self._socket:
+            await self._socket.close_async()
+        if self._runner:
+            await self._runner.cleanup()
+
+    # -- slash command ---------------------------------------------------------------------------
+    async def _ack_command(self, ack, command) -> None:
+        try:
+            name, _ = _parse(command.get("text", ""))
+        except UserError as exc:
+            await ack(text=escape(str(exc)))
+            return
+        if COMMANDS[name].slow:
+            await ack("_Working on it…_")
+        else:
+            await ack()
+
+    async def _run_command(self, command, client, respond) -> None:
+        try:
+            name, args = _parse(command.get("text", ""))
+        except UserError:
+            return  # already answered by the ack
+        cmd = COMMANDS[name]
+        admin = cmd.admin and await self._is_admin(client, command["user_id"])
+        actor = Actor(command["user_id"], command.get("user_name", ""), admin)
+        target = Target("slack", command["team_id"], command["channel_id"])
+        reply = await self.service.handle(Request(name, args, actor, target))
+        share = json.dumps({"c": name, "a": args})
+        buttons = [Button("Share in channel", SHARE_ACTION, share)] if (
+            reply.ok and not cmd.admin and len(share) <= BUTTON_VALUE_LIMIT) else []
+        await self._respond(respond, render(reply, buttons), response_type="ephemeral")
+
+    async def _is_admin(self, client: AsyncWebClient, user_id: str) -> bool:
+        """Listed in SLACK_ADMINS, or a workspace admin/owner according to users.info (asked server-side)."""
+        if user_id in self.settings.slack_admins:
+            return True
+        try:
+            user = (await client.users_info(user=user_id))["user"]
+        except SlackApiError as exc:
+            log.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
+            return False
+        return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+
+    @staticmethod
+    async def _respond(respond, messages: Sequence[SlackMessage], **extra) -> None:
+        if len(messages) > RESPONSES_PER_URL:
+            log.warning("reply needs %d messages; Slack takes %d per response_url", len(messages), RESPONSES_PER_URL)
+        for message in messages[:RESPONSES_PER_URL]:
+            await respond(**message.kwargs(), **extra)
+
+    # -- share button ----------------------------------------------------------------------------
+    @staticmethod
+    async def _ack(ack) -> None:
+        """Events and button presses only need the bare acknowledgement; the work is lazy."""
+        await ack()
+
+    async def _share(self, body, action, respond) -> None:
+        """Run the lookup again for the person who pressed the button and post it in the channel."""
+        value = json.loads(action["value"])
+        cmd = COMMANDS.get(value.get("c", ""))
+        if cmd is None or cmd.admin:
+            return
+        who = body["user"]
+        target = Target("slack", body["team"]["id"], body["channel"]["id"])
+        actor = Actor(who["id"], who.get("username", ""))
+        reply = await self.service.handle(Request(cmd.name, value.get("a", {}), actor, target))
+        if not reply.ok:
+            await self._respond(respond, render(reply), response_type="ephemeral", replace_original=False)
+            return
+        footer = f"Shared by {who.get('username') or who.get('name') or who['id']}"
+        await self._respond(respond, render(reply, footer=footer), response_type="in_channel", replace_original=False)
+        await respond(delete_original=True)
+
+    # -- mentions --------------------------------------------------------------------------------
+    async def _answer_mention(self, body, event, client, context) -> None:
+        """Answer once per event id (Slack retries carry the same id), in the mention's thread."""
+        if not self.service.first_delivery(f"slack:event:{body['event_id']}"):
+            return
+        question = plain_text(event.get("text", ""), drop_user=context.bot_user_id)
+        thread = event.get("thread_ts") or event["ts"]
+        target = Target("slack", body.get("team_id") or context.team_id, event["channel"], thread)
+        actor = Actor(event.get("user", ""))
+        name, args = ("ask", {"question": question}) if question else ("help", {})
+        reply = await self.service.handle(Request(name, args, actor, target))
+        try:
+            await self.poster.send(client, event["channel"], render(reply), thread_ts=thread)
+        except PostError as exc:
+            log.warning("could not answer a mention in %s: %s", event["channel"], exc)
+
+
+async def run(service: Service, settings: Settings) -> None:
+    """Run the Slack adapter until cancelled."""
+    adapter = SlackAdapter(service, settings)
+    await adapter.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await adapter.stop()
