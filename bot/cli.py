@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from bot.config import Settings
 from bot.core.commands import COMMANDS, Command
+from bot.core.digest import ConsolePoster
 from bot.core.ingest import IndexReport, index_paths
 from bot.core.models import Actor, Request, Target, UserError
 from bot.core.service import Service, open_service
@@ -43,14 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_command(sub: argparse._SubParsersAction, name: str, cmd: Command) -> None:
+    """Required params are positional; optional ones too (`digest schedule TIME [TZ] [DAYS]`)
+    unless a free-text param takes the rest of the line, then they are `--name` options."""
     aliases = [cmd.name] if CLI_NAMES.get(cmd.name) == name else []
     parser = sub.add_parser(name, aliases=aliases, help=cmd.help, description=cmd.help)
     parser.set_defaults(registry_command=cmd.name)
+    free_text = any(p.greedy for p in cmd.params)
     for param in cmd.params:
         if param.required:
             parser.add_argument(param.name, nargs="+" if param.greedy else None, help=param.help)
-        else:
+        elif free_text:
             parser.add_argument(f"--{param.name}", help=param.help)
+        else:
+            parser.add_argument(param.name, nargs="?", help=param.help)
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--target", default="console:cli", help="where replies and digests go (console:NAME, ...)")
 
@@ -89,6 +95,8 @@ def run_registry_command(service: Service, args: argparse.Namespace) -> int:
         if value is not None:
             values[param.name] = " ".join(value) if isinstance(value, list) else value
     request = Request(cmd.name, values, CLI_ACTOR, Target.parse(args.target))
+    # digests posted to console targets print on stdout, or stderr when stdout carries JSON
+    service.register_poster("console", ConsolePoster(sys.stderr if args.json else sys.stdout))
     reply = asyncio.run(service.handle(request))
     if args.json:
         print(json.dumps(reply.data if reply.ok and reply.data is not None else {"error": reply.text},

@@ -33,8 +33,9 @@ class Settings:
     summarizer_url: str | None = None
     summarizer_api_key: str | None = None
     model_threads: int = 1
-    admins: tuple[str, ...] = ()
     allow_private_urls: bool = False
+    add_policy: str = "everyone"
+    feed_minutes: int = 30
     discord_token: str | None = None
     discord_guild_id: str | None = None
     discord_api_base: str | None = None
@@ -47,7 +48,6 @@ class Settings:
     slack_api_url: str | None = None
     slack_client_id: str | None = None
     slack_client_secret: str | None = None
-    slack_state_secret: str | None = None
     slack_admins: tuple[str, ...] = ()
 
     @classmethod
@@ -68,8 +68,9 @@ class Settings:
             summarizer_url=get("SUMMARIZER_URL"),
             summarizer_api_key=get("SUMMARIZER_API_KEY"),
             model_threads=_int(get("DIGESTBOT_MODEL_THREADS"), cls.model_threads),
-            admins=_split(get("DIGESTBOT_ADMINS") or ""),
             allow_private_urls=_flag(get("DIGESTBOT_ALLOW_PRIVATE_URLS")),
+            add_policy=(get("DIGESTBOT_ADD") or cls.add_policy).strip().lower(),
+            feed_minutes=_int(get("DIGESTBOT_FEED_MINUTES"), cls.feed_minutes),
             discord_token=get("DISCORD_TOKEN"),
             discord_guild_id=get("DISCORD_GUILD_ID"),
             discord_api_base=get("DISCORD_API_BASE"),
@@ -82,12 +83,11 @@ class Settings:
             slack_api_url=get("SLACK_API_URL"),
             slack_client_id=get("SLACK_CLIENT_ID"),
             slack_client_secret=get("SLACK_CLIENT_SECRET"),
-            slack_state_secret=get("SLACK_STATE_SECRET"),
             slack_admins=_split(get("SLACK_ADMINS") or ""),
         )
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs."""
         names = ("discord_token", "slack_bot_token", "slack_app_token", "slack_signing_secret",
-                 "slack_client_secret", "slack_state_secret", "summarizer_api_key")
+                 "slack_client_secret", "summarizer_api_key")
         return [value for f in fields(self) if f.name in names and (value := getattr(self, f.name))]

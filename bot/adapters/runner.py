@@ -33,8 +33,11 @@ def install_log_redaction(settings: Settings) -> None:
 
 async def run(service: Service, settings: Settings) -> None:
     """Run until cancelled; with no chat tokens configured, the console is the adapter."""
+    from bot.core import schedule
+    from bot.core.watch import watch_folders
+
     install_log_redaction(settings)
-    tasks = []
+    tasks = [schedule.run(service, settings), watch_folders(service)]
     if settings.discord_token:
         from bot.adapters import discord_bot
 
@@ -43,7 +46,7 @@ async def run(service: Service, settings: Settings) -> None:
         from bot.adapters import slack_app
 
         tasks.append(slack_app.run(service, settings))
-    if not tasks:
+    if len(tasks) == 2:
         from bot.adapters.console import run_console
 
         log.warning("no DISCORD_TOKEN or Slack credentials set: running the local console")

@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
 
+import numpy as np
+
 from bot.config import Settings
 from bot.core import commands
 from bot.core.answer import Answer, answer_question
+from bot.core.ingest import content_hash
 from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserError
 from bot.core.retrieve import Retriever, parse_since
 from bot.core.store import Store, StoreError
@@ -103,7 +106,20 @@ class Service:
 
     async def ask(self, question: str) -> Answer:
         hits = await self.search(question, limit=ASK_PASSAGES)
-        return await self.in_worker(answer_question, question, hits, self.models.encoder)
+        return await self.in_worker(answer_question, question, hits, self.models.encoder, self.embed_sentences)
+
+    def embed_sentences(self, texts: list[str]) -> np.ndarray:
+        """Sentence vectors, cached in SQLite like passage vectors, so warm questions skip the encoder."""
+        model_id = f"{self.models.encoder_id}#sentence"
+        hashes = [content_hash(text) for text in texts]
+        cached = self.store.embeddings(model_id, hashes)
+        todo = sorted({h: t for h, t in zip(hashes, texts) if h not in cached}.items())
+        if todo:
+            vectors = self.models.encoder.embed_passages([text for _, text in todo])
+            fresh = list(zip((h for h, _ in todo), vectors))
+            self.store.save_embeddings(model_id, fresh)
+            cached.update((h, np.asarray(v, dtype=np.float16)) for h, v in fresh)
+        return np.stack([cached[h] for h in hashes]).astype(np.float32)
 
     async def summarize(self, doc: Document) -> Summary:
         """Cached by content hash + model id + wanted language; computed in the worker otherwise."""
@@ -135,14 +151,17 @@ class Service:
         return self.store.first_delivery(key)
 
     def status(self) -> dict[str, Any]:
-        docs = self.store.documents()
-        return {
-            "documents": len(docs),
+        from bot.core.feeds import feed_status
+
+        status = {
+            "documents": len(self.store.documents()),
             "passages": self.store.passage_count(),
             "retrieval model": self.models.encoder_id,
             "summarizer": self.models.summarizer_id,
             "database": self.settings.db_path,
         }
+        status.update(feed_status(self.store))
+        return status
 
 
 def open_service(settings: Settings, clock: Callable[[], dt.datetime] = utc_now) -> Service:
