@@ -43,9 +43,14 @@ class Command:
     def leaf(self) -> str:
         return self.name.rsplit(" ", 1)[-1]
 
-    def usage(self) -> str:
+    def usage(self, platform: str = "console") -> str:
         args = " ".join(p.name.upper() if p.required else f"[{p.name.upper()}]" for p in self.params)
-        return f"/{self.name}" + (f" {args}" if args else "")
+        return f"{command_prefix(platform)}{self.name}" + (f" {args}" if args else "")
+
+
+def command_prefix(platform: str) -> str:
+    """How a person types a command there: Slack has one `/digestbot` command with subcommands."""
+    return "/digestbot " if platform == "slack" else "/"
 
 
 COMMANDS: dict[str, Command] = {}
@@ -66,18 +71,20 @@ def command(name: str, *params: Param, admin: bool = False, slow: bool = False) 
 
 def validate(request: Request) -> Command:
     """The command a request names, with required args present and unknown args refused."""
+    platform = request.target.platform
+    prefix = command_prefix(platform)
     cmd = COMMANDS.get(request.command)
     if cmd is None:
-        raise UserError(f"Unknown command /{request.command}. Try /help.")
+        raise UserError(f"Unknown command {prefix}{request.command}. Try {prefix}help.")
     known = {p.name for p in cmd.params}
     unknown = sorted(set(request.args) - known)
     if unknown:
-        raise UserError(f"/{cmd.name} takes no {', '.join(unknown)}. Usage: {cmd.usage()}")
+        raise UserError(f"{prefix}{cmd.name} takes no {', '.join(unknown)}. Usage: {cmd.usage(platform)}")
     missing = [p.name for p in cmd.params if p.required and not (request.args.get(p.name) or "").strip()]
     if missing:
-        raise UserError(f"/{cmd.name} needs {', '.join(missing)}. Usage: {cmd.usage()}")
+        raise UserError(f"{prefix}{cmd.name} needs {', '.join(missing)}. Usage: {cmd.usage(platform)}")
     if cmd.admin and not request.actor.is_admin:
-        raise UserError(f"/{cmd.name} is for admins only; nothing was changed.")
+        raise UserError(f"{prefix}{cmd.name} is for admins only; nothing was changed.")
     return cmd
 
 
@@ -89,7 +96,8 @@ DOCUMENT = Param("document", "Document id, file path or part of its title", auto
 @command("help")
 async def help_command(service: "Service", request: Request) -> Reply:
     """List the commands and what they do."""
-    lines = [f"`{cmd.usage()}` {cmd.help}" + (" _(admins)_" if cmd.admin else "") for cmd in COMMANDS.values()]
+    platform = request.target.platform
+    lines = [f"`{cmd.usage(platform)}` {cmd.help}" + (" _(admins)_" if cmd.admin else "") for cmd in COMMANDS.values()]
     lines.append("Mention the bot with a question to get a cited answer.")
     return Reply("\n".join(lines), title="digestbot commands")
 
