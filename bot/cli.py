@@ -97,7 +97,11 @@ def run_registry_command(service: Service, args: argparse.Namespace) -> int:
     request = Request(cmd.name, values, CLI_ACTOR, Target.parse(args.target))
     # digests posted to console targets print on stdout, or stderr when stdout carries JSON
     service.register_poster("console", ConsolePoster(sys.stderr if args.json else sys.stdout))
-    reply = asyncio.run(service.handle(request))
+    if cmd.slow and sys.stderr.isatty():  # model work can take a while: show that it is under way
+        with _stderr_console().status(f"{cmd.name}…"):
+            reply = asyncio.run(service.handle(request))
+    else:
+        reply = asyncio.run(service.handle(request))
     if args.json:
         print(json.dumps(reply.data if reply.ok and reply.data is not None else {"error": reply.text},
                          ensure_ascii=False, indent=2))
