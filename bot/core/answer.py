@@ -99,15 +99,13 @@ def _overlap_scores(question: str, sentences: list[str]) -> list[float]:
 
 
 def _quote(candidate: _Candidate) -> str:
-    """The answering sentence with its neighbours, trimmed to about QUOTE_CHARS at sentence ends."""
+    """The passage text the answer came from, plus the following sentence when it fits in QUOTE_CHARS."""
     text = candidate.hit.passage.text
-    spans = sentence_spans(text)
-    index = next(i for i, (a, b) in enumerate(spans) if a <= candidate.start < b or a == candidate.start)
-    start, end = spans[index]
-    for i in (index - 1, index + 1):
-        if 0 <= i < len(spans) and max(end, spans[i][1]) - min(start, spans[i][0]) <= QUOTE_CHARS:
-            start, end = min(start, spans[i][0]), max(end, spans[i][1])
-    return text[start:end]
+    end = candidate.end
+    following = next(((a, b) for a, b in sentence_spans(text) if a >= end), None)
+    if following and following[1] - candidate.start <= QUOTE_CHARS:
+        end = following[1]
+    return text[candidate.start:end]
 
 
 def answer_question(question: str, hits: list[Hit], encoder: Encoder,
