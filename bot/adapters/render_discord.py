@@ -1,0 +1,252 @@
+"""Reply -> Discord messages. All Discord escaping, link syntax and splitting live here.
+
+The core's markdown (**bold**, _italic_, `code`, `[n]` markers) is kept; everything else in
+relayed text is made literal: markdown punctuation is backslash-escaped, `<` is escaped so no
+`<@id>`, `<@&id>`, `<#id>` or `<t:…>` can form, `@everyone`/`@here` get a zero-width space and
+`](` cannot start a masked link. Web URLs in relayed text stay clickable as `<url>` (no preview).
+Sources become numbered `[title](<url>)` links. (The client additionally sends
+`allowed_mentions` with nothing allowed, so even a rendering slip could not ping anyone.)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+from urllib.parse import quote
+
+import discord
+
+from bot.core.models import DigestItem, Reply, Source
+
+CONTENT_LIMIT = 2000  # plain message content
+DESCRIPTION_LIMIT = 4096  # one embed's description
+EMBED_TOTAL_LIMIT = 6000  # all text of all embeds in one message
+TITLE_LIMIT = 256  # embed title
+CHOICE_LIMIT = 100  # autocomplete choice name / value
+LINK_TITLE_LIMIT = 200  # a source title inside [title](<url>)
+URL_LIMIT = 1000  # longer URLs are shown as plain titles rather than links
+ITEMS_PER_MESSAGE = 10  # digest items per message: two vote buttons each fit Discord's 25 components
+OK_COLOUR = discord.Colour.blurple()
+
+_URL = re.compile(r"https?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]]", re.IGNORECASE)
+_INLINE = re.compile(r"[\\*_~`|<]")  # emphasis, code, spoiler, escape; `<` opens mentions/timestamps
+_LINE_START = re.compile(r"^([ \t]*)(?:([>#+-])|(\d+)\.)", re.MULTILINE)  # quotes, headings, lists
+_MASS_MENTION = re.compile(r"@(everyone|here)", re.IGNORECASE)
+_CORE_MARKUP = re.compile(
+    r"\*\*(?P<bold>\S(?:.*?\S)?)\*\*"
+    r"|(?<![\w\\])_(?P<italic>\S(?:.*?\S)?)_(?!\w)"
+    r"|`(?P<code>[^`\n]+)`"
+)
+_LINK = re.compile(r"\[(?:\\.|[^\]\\])*\]\(<[^>]*>\)")  # a link this module built
+
+
+@dataclass
+class DiscordMessage:
+    """One message: plain `content` (errors, short notes) and/or `embeds`."""
+
+    content: str | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)
+    items: list[tuple[int, DigestItem]] = field(default_factory=list)  # (number, item) shown in this message
+
+    def kwargs(self) -> dict[str, Any]:
+        """Arguments for `send`/`followup.send`; plain content never unfurls link previews."""
+        return {"content": self.content, "embeds": self.embeds, "suppress_embeds": not self.embeds}
+
+
+def _escape_plain(text: str) -> str:
+    text = _INLINE.sub(lambda m: "\\" + m.group(), text)
+    text = _LINE_START.sub(lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\."), text)
+    text = text.replace("](", "]\\(")
+    return _MASS_MENTION.sub("@\u200b\\1", text)
+
+
+def escape(text: str) -> str:
+    """Relayed text as literal Discord text; web URLs become `<url>` links without previews."""
+    out, pos = [], 0
+    for match in _URL.finditer(text):
+        out.append(_escape_plain(text[pos : match.start()]))
+        out.append(f"<{match.group()}>")
+        pos = match.end()
+    out.append(_escape_plain(text[pos:]))
+    return "".join(out)
+
+
+def markdown(text: str) -> str:
+    """The core's markdown as Discord markdown, with everything between the markup escaped."""
+    out, pos = [], 0
+    for match in _CORE_MARKUP.finditer(text):
+        out.append(escape(text[pos : match.start()]))
+        if match.group("bold") is not None:
+            out.append(f"**{escape(match.group('bold'))}**")
+        elif match.group("italic") is not None:
+            out.append(f"_{escape(match.group('italic'))}_")
+        else:  # inside inline code nothing renders: no markdown, no mentions, no links
+            out.append(f"`{match.group('code')}`")
+        pos = match.end()
+    out.append(escape(text[pos:]))
+    return "".join(out)
+
+
+def one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _web_url(url: str | None) -> str | None:
+    """An http(s) URL safe inside `(<…>)`, or None for anything else (file paths, javascript:)."""
+    if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
+        return None
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")
+
+
+def link(url: str | None, title: str, path: str | None = None) -> str:
+    """`[title](<url>)` for web URLs (brackets suppress the preview); else the title and its path."""
+    label = escape(one_line(title, LINK_TITLE_LIMIT)).replace("[", "\\[").replace("]", "\\]")
+    target = _web_url(url)
+    if target:
+        return f"[{label}](<{target}>)"
+    if path:
+        path = one_line(path, 300)
+        return f"{label} `{path}`" if "`" not in path else f"{label} {escape(path)}"
+    return label
+
+
+def sources_block(sources: Sequence[Source]) -> str:
+    lines = [f"[{s.n}] " + link(s.url, s.title, None if s.url else s.link) for s in sources]
+    return "**Sources**\n" + "\n".join(lines)
+
+
+def item_block(number: int, item: DigestItem) -> str:
+    heading = f"**{number}. " + link(item.url, item.title) + "**"
+    if item.published:
+        heading += f" · {escape(item.published)}"
+    if not item.url:
+        heading += "\n" + link(None, "", item.path).strip()
+    return heading + ("\n" + escape(item.summary.strip()) if item.summary.strip() else "")
+
+
+# -- splitting --------------------------------------------------------------------------------------
+def _break_points(text: str, end: int) -> list[tuple[int, int]]:
+    """(position, rank) where text[:end] may be cut: 3 paragraph, 2 line, 1 space outside
+    bold/italic, 0 any other position between characters.
+
+    Escapes (`\\x`), our `<url>` and `[title](<url>)` links and code spans are never cut, and
+    whitespace inside bold/italic is not a preferred break, so every piece renders on its own.
+    """
+    points: list[tuple[int, int]] = []
+    bold = italic = code = False
+    i = 0
+    while i < end:
+        ch = text[i]
+        if i:
+            if not code and ch in " \n" and not (bold or italic):
+                points.append((i, 3 if text.startswith("\n\n", i) else 2 if ch == "\n" else 1))
+            elif not code:
+                points.append((i, 0))
+        if code:
+            code = ch != "`"
+        elif ch == "\\":
+            i += 1
+        elif ch == "<" and (close := text.find(">", i)) != -1:
+            i = close
+        elif ch == "[" and (m := _LINK.match(text, i)):
+            i = m.end() - 1
+        elif text.startswith("**", i):
+            bold, i = not bold, i + 1
+        elif ch == "_":
+            italic = not italic
+        elif ch == "`":
+            code = True
+        i += 1
+    return points
+
+
+def _best_cut(points: list[tuple[int, int]], limit: int) -> int:
+    late = [(p, r) for p, r in points if p >= limit // 3]
+    for rank in (3, 2, 1, 0):
+        cuts = [p for p, r in late if r >= rank]
+        if cuts:
+            return cuts[-1]
+    return points[-1][0] if points else limit
+
+
+def split(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters, cut at the best break in the later part of the window:
+    a paragraph, else a line, else a space outside markup, else (unbroken runs) between characters."""
+    pieces = []
+    while len(text) > limit:
+        cut = _best_cut(_break_points(text, limit + 1), limit)
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text.strip():
+        pieces.append(text)
+    return pieces
+
+
+@dataclass
+class _Piece:
+    text: str = ""
+    items: list[tuple[int, DigestItem]] = field(default_factory=list)
+
+
+def clip(text: str, limit: int) -> str:
+    """Escaped text shortened to `limit` with an ellipsis, never cutting an escape or markup."""
+    return text if len(text) <= limit else split(text, limit - 1)[0] + "…"
+
+
+def pack(blocks: Sequence[tuple[str, tuple[int, DigestItem] | None]], limit: int) -> list[_Piece]:
+    """Join blocks with blank lines into as few pieces of at most `limit` characters as cleanly
+    possible, at most ITEMS_PER_MESSAGE digest items each; an item belongs to the piece its text ends in."""
+    pieces = [_Piece()]
+    for text, item in blocks:
+        current = pieces[-1]
+        joined = f"{current.text}\n\n{text}" if current.text else text
+        if len(joined) <= limit and (item is None or len(current.items) < ITEMS_PER_MESSAGE):
+            current.text = joined
+        else:
+            parts = split(text, limit) or [""]
+            if current.text:
+                pieces.append(_Piece())
+            pieces[-1].text = parts[0]
+            pieces.extend(_Piece(part) for part in parts[1:])
+        if item is not None:
+            pieces[-1].items.append(item)
+    return [p for p in pieces if p.text]
+
+
+# -- whole replies ----------------------------------------------------------------------------------
+def render(reply: Reply) -> list[DiscordMessage]:
+    """All messages one reply needs, in order. Failures are short plain text; the rest are embeds,
+    one per message (title on the first, `k/n` footers when split), each within Discord's limits."""
+    if not reply.ok:
+        return [DiscordMessage(content=piece) for piece in split("⚠️ " + markdown(reply.text), CONTENT_LIMIT)]
+    blocks: list[tuple[str, tuple[int, DigestItem] | None]] = []
+    if reply.text.strip():
+        blocks.append((markdown(reply.text), None))
+    if reply.sources:
+        blocks.append((sources_block(reply.sources), None))
+    blocks.extend((item_block(n, item), (n, item)) for n, item in enumerate(reply.items, 1))
+    title = clip(escape(one_line(reply.title, TITLE_LIMIT)), TITLE_LIMIT) if reply.title else None
+    pieces = pack(blocks, DESCRIPTION_LIMIT) or [_Piece()]
+    messages = []
+    for k, piece in enumerate(pieces, 1):
+        embed = discord.Embed(title=title if k == 1 else None, description=piece.text or None, colour=OK_COLOUR)
+        if len(pieces) > 1:
+            embed.set_footer(text=f"{k}/{len(pieces)}")
+        messages.append(DiscordMessage(embeds=[embed], items=piece.items))
+    return messages
+
+
+def render_quote(source: Source) -> DiscordMessage:
+    """The passage behind a citation, for the private "show source" reply."""
+    text = clip(escape(source.quote.strip()), DESCRIPTION_LIMIT)
+    title = clip(escape(one_line(source.title, TITLE_LIMIT)), TITLE_LIMIT)
+    embed = discord.Embed(title=title, url=_web_url(source.url), description=text or None, colour=OK_COLOUR)
+    if not source.url:
+        embed.set_footer(text=one_line(source.link, 2048))
+    return DiscordMessage(embeds=[embed])
+
+
+def choice_name(text: str) -> str:
+    """An autocomplete choice label: one line of at most 100 characters (Discord shows it raw)."""
+    return one_line(text, CHOICE_LIMIT) or "untitled"
