@@ -53,6 +53,12 @@ class Models:
         return load_generator(self.generator_model, self.generator_url,
                               api_key=self.generator_api_key, threads=self.threads)
 
+    def close(self) -> None:
+        """Release what a loaded generator holds open (the HTTP client of a server backend)."""
+        generator = self.__dict__.get("generator")
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
+
     @property
     def encoder_id(self) -> str:
         return encoder_model_id(self.encoder_name)

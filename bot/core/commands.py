@@ -54,6 +54,11 @@ def command_prefix(platform: str) -> str:
 
 
 COMMANDS: dict[str, Command] = {}
+# Descriptions of command groups, for platforms that register a group as one command (Discord).
+GROUPS = {
+    "digest": "Scheduled digests of what is new for this channel",
+    "feed": "RSS and Atom feeds the bot follows",
+}
 
 
 def command(name: str, *params: Param, admin: bool = False, slow: bool = False) -> Callable[[Handler], Handler]:

@@ -314,7 +314,7 @@ def load_run(store: Store, key: str) -> Run | None:
 
 
 def last_run(store: Store, target: Target) -> Run | None:
-    return next(iter(load_runs(store, "target = ?", [target.key], order="updated_at DESC, created_at DESC")), None)
+    return next(iter(load_runs(store, "target = ?", [target.key], order="updated_at DESC, created_at DESC, rowid DESC")), None)
 
 
 def covered_until(store: Store, schedule_id: int) -> dt.datetime | None:

@@ -46,6 +46,7 @@ class Service:
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
+        self.models.close()
         self.store.close()
 
     async def in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
