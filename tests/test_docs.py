@@ -1,0 +1,30 @@
+"""Docs tested against code: every command is in the README, every setting in .env.example."""
+import dataclasses
+import re
+from pathlib import Path
+
+from bot.config import Settings
+from bot.core.commands import COMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+ENV_EXAMPLE = (ROOT / ".env.example").read_text()
+
+
+def test_every_command_is_documented():
+    missing = [name for name in COMMANDS if f"/{name}" not in README]
+    assert not missing
+
+
+def test_every_setting_is_in_env_example():
+    names = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE, re.M))
+    source = (ROOT / "bot" / "config.py").read_text()
+    read = set(re.findall(r'get\("([A-Z0-9_]+)"\)', source))
+    assert read == names
+    assert len(read) >= len(dataclasses.fields(Settings)) - 1  # each field has its variable
+
+
+def test_readme_has_the_two_setup_commands():
+    assert "pip install -e . && digestbot console" in README
+    assert "bash .ci/run" in README
+    assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
