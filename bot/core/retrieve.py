@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from bot.core.models import Document, Hit, UserError
 from bot.core.store import Store
@@ -23,7 +24,6 @@ _STOPWORDS = frozenset("""a an and are as at be been but by can did do does for 
 into is it its me my of on or our so than that the their them then there these they this to was we were what
 when where which who whom why will with would you your der die das und ist ein eine einer wer wie was wo warum
 welche welcher von zu mit den dem des im nicht auch sich hat haben wurde""".split())
-_DENSE_BLOCK = 131072
 
 
 def fts_query(text: str) -> str:
@@ -77,9 +77,8 @@ class DenseIndex:
     def top(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         if self.matrix is None or not len(self.matrix):
             return []
-        query = query.astype(np.float32)
-        scores = np.concatenate([self.matrix[i:i + _DENSE_BLOCK].astype(np.float32) @ query
-                                 for i in range(0, len(self.matrix), _DENSE_BLOCK)])
+        # torch multiplies the float16 matrix in place: no float32 copy of a million vectors per query
+        scores = torch.mv(torch.from_numpy(self.matrix), torch.from_numpy(query.astype(np.float16))).float().numpy()
         if allowed is not None:
             scores = np.where(np.isin(self.ids, allowed), scores, -np.inf)
         k = min(k, len(scores))
@@ -96,11 +95,12 @@ class Retriever:
         self._encoder = encoder
         self.model_id = model_id
         self.dense = DenseIndex()
+        self._documents: tuple[int, list[Document]] | None = None
 
     def search(self, query: str, *, limit: int = 5, documents: list[Document] | None = None,
                since: str | None = None, dense: bool = True) -> list[Hit]:
         query = clean_query(query)
-        docs = {d.id: d for d in (documents if documents is not None else self.store.documents())}
+        docs = {d.id: d for d in (documents if documents is not None else self.all_documents())}
         if since:
             docs = {k: d for k, d in docs.items() if (d.published or d.added_at or "") >= since}
         if not docs:
@@ -119,6 +119,13 @@ class Retriever:
             if len(hits) == limit:
                 break
         return hits
+
+    def all_documents(self) -> list[Document]:
+        """Every document, re-read only when the index changed (a full read costs ~0.3 s at 1M passages)."""
+        generation = self.store.generation()
+        if self._documents is None or self._documents[0] != generation:
+            self._documents = (generation, self.store.documents())
+        return self._documents[1]
 
     def _bm25(self, query: str, restrict: list[str] | None) -> list[int]:
         match = fts_query(query)

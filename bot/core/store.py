@@ -220,11 +220,13 @@ class Store:
 
     def bm25(self, match: str, limit: int, doc_ids: list[str] | None = None) -> list[tuple[int, float]]:
         """(passage id, bm25 score; lower is better) for an already-sanitized FTS5 MATCH expression."""
-        sql = ("SELECT passages_fts.rowid, bm25(passages_fts) AS rank FROM passages_fts "
-               "JOIN passages p ON p.id = passages_fts.rowid WHERE passages_fts MATCH ?")
         params: list = [match]
-        if doc_ids is not None:
-            sql += f" AND p.doc_id IN ({','.join('?' * len(doc_ids))})"
+        if doc_ids is None:  # no join needed: 2-3x faster on large indexes
+            sql = "SELECT rowid, bm25(passages_fts) AS rank FROM passages_fts WHERE passages_fts MATCH ?"
+        else:
+            sql = ("SELECT passages_fts.rowid, bm25(passages_fts) AS rank FROM passages_fts "
+                   "JOIN passages p ON p.id = passages_fts.rowid WHERE passages_fts MATCH ? "
+                   f"AND p.doc_id IN ({','.join('?' * len(doc_ids))})")
             params += doc_ids
         sql += " ORDER BY rank LIMIT ?"
         return [(row[0], row[1]) for row in self.db.execute(sql, params + [limit]).fetchall()]
@@ -261,7 +263,8 @@ class Store:
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float16)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+        # a bytearray keeps the matrix writable, which torch wants for a zero-copy view
+        matrix = np.frombuffer(bytearray(b"".join(r[1] for r in rows)), dtype=np.float16).reshape(len(rows), -1)
         return ids, matrix
 
     def drop_orphan_embeddings(self) -> None:
