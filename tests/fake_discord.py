@@ -2,9 +2,11 @@
 
 Tests point the bot at it through `DISCORD_API_BASE` / `DISCORD_GATEWAY_URL`. It speaks the wire
 protocol: gateway HELLO / IDENTIFY -> READY + GUILD_CREATE / heartbeat ACK / RESUME -> RESUMED,
-zlib-stream compressed when the client asks for it, and the REST routes a bot uses. Every REST
-request is recorded as a `Call` (the token is never stored); tests dispatch INTERACTION_CREATE /
-MESSAGE_CREATE frames with the builders below and script failures with `fail()`.
+zlib-stream compressed when the client asks for it, and the REST routes a bot uses (channel
+history is served from the messages it recorded). Every REST request is recorded as a `Call` (the
+token is never stored); tests dispatch INTERACTION_CREATE / MESSAGE_CREATE frames with the builders
+below and script failures with `fail()`. Files attached with `attachment()` are served like
+Discord's CDN, at signed-looking URLs outside the API.
 """
 from __future__ import annotations
 
@@ -80,6 +82,8 @@ class FakeDiscord:
             self.channel_id: self._text_channel(self.channel_id, "general"),
         }
         self.messages: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # attachment id -> (bytes, content type), on the "CDN"
+        self.downloads: list[str] = []  # CDN paths fetched, in order
         self.commands: dict[str | None, list[dict[str, Any]]] = {}  # guild id (None = global) -> commands
         self.calls: list[Call] = []
         self.identifies: list[dict[str, Any]] = []
@@ -95,6 +99,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_get("/attachments/{channel}/{attachment}/{filename}", self._cdn)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -179,13 +184,30 @@ class FakeDiscord:
             "flags": 0, "pending": False, "nick": None, "permissions": str(permissions),
         }
 
+    def attachment(self, filename: str, data: bytes, content_type: str | None = None, *,
+                   size: int | None = None) -> dict[str, Any]:
+        """An uploaded file, served on the fake CDN; pass it as a `slash()` option value.
+
+        `size` is what Discord reports (default: the real size)."""
+        attachment_id = self.snowflake()
+        self.files[attachment_id] = (data, content_type or "application/octet-stream")
+        url = (f"http://127.0.0.1:{self.port}/attachments/{self.channel_id}/{attachment_id}/{filename}"
+               f"?ex=6650a1b2&is=664f5032&hm={attachment_id}")  # the CDN signs its links; they expire
+        return {"id": attachment_id, "filename": filename, "size": len(data) if size is None else size,
+                "url": url, "proxy_url": url, **({"content_type": content_type} if content_type else {})}
+
     def slash(self, name: str, options: dict[str, Any] | None = None, *, member: dict[str, Any] | None = None,
               channel_id: str | None = None, focused: str | None = None) -> dict[str, Any]:
         """INTERACTION_CREATE data for `/name` (a "group leaf" name makes a subcommand).
 
-        With `focused` it is an autocomplete interaction for that option instead.
+        Option values are strings, booleans, or attachments from `attachment()` (sent, as Discord
+        does, as an id plus the attachment in `resolved`). With `focused` it is an autocomplete
+        interaction for that option instead.
         """
-        opts = [{"name": k, "type": 3, "value": v, **({"focused": True} if k == focused else {})}
+        attachments = {v["id"]: v for v in (options or {}).values() if isinstance(v, dict)}
+        opts = [{"name": k, "type": 11, "value": v["id"]} if isinstance(v, dict) else
+                {"name": k, "type": 5 if isinstance(v, bool) else 3, "value": v,
+                 **({"focused": True} if k == focused else {})}
                 for k, v in (options or {}).items()]
         top, _, leaf = name.partition(" ")
         if leaf:
@@ -195,6 +217,8 @@ class FakeDiscord:
                 "options": opts}
         if registered and registered.get("guild_id"):
             data["guild_id"] = registered["guild_id"]
+        if attachments:
+            data["resolved"] = {"attachments": attachments}
         return self._interaction(4 if focused else 2, data, member=member, channel_id=channel_id)
 
     def button(self, custom_id: str, message: dict[str, Any], *, member: dict[str, Any] | None = None
@@ -393,6 +417,7 @@ class FakeDiscord:
             ("POST", rf"/webhooks/{snowflake}/{token}", self._followup),
             ("PATCH", rf"/webhooks/{snowflake}/{token}/messages/([^/]+)", self._edit_webhook_message),
             ("GET", rf"/channels/{snowflake}", self._get_channel),
+            ("GET", rf"/channels/{snowflake}/messages", self._history),
             ("POST", rf"/channels/{snowflake}/messages", self._create_message),
             ("POST", rf"/channels/{snowflake}/messages/{snowflake}/threads", self._thread_from_message),
             ("POST", rf"/channels/{snowflake}/typing", self._typing),
@@ -467,6 +492,27 @@ class FakeDiscord:
         msg = self._message(channel_id, call.json.get("content", ""), self.bot_user, body=call.json)
         self.messages[msg["id"]] = msg
         return self._json(msg)
+
+    async def _history(self, call: Call, channel_id: str) -> web.Response:
+        """GET /channels/{id}/messages: the channel's messages newest first, paged by `before`/`after`.
+        Ephemeral messages are not part of a channel's history."""
+        if channel_id not in self.channels:
+            return self._unknown("Channel", 10003)
+        before, after = int(call.query.get("before", 0)) or None, int(call.query.get("after", 0))
+        unique = {m["id"]: m for m in self.messages.values()}.values()  # "original:…" keys alias messages
+        found = sorted((m for m in unique if m["channel_id"] == channel_id and not m["flags"] & 64
+                        and (before is None or int(m["id"]) < before) and int(m["id"]) > after),
+                       key=lambda m: int(m["id"]), reverse=True)
+        return self._json(found[: min(int(call.query.get("limit", 50)), 100)])
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        """An attachment's bytes, as cdn.discordapp.com serves them (no bot token needed)."""
+        self.downloads.append(request.path)
+        found = self.files.get(request.match_info["attachment"])
+        if found is None:
+            return web.Response(status=404, text="404: Not Found")
+        data, content_type = found
+        return web.Response(body=data, headers={"Content-Type": content_type})
 
     async def _typing(self, call: Call, channel_id: str) -> web.Response:
         if channel_id not in self.channels:

@@ -23,11 +23,13 @@ from aiohttp import web
 from bot.adapters import discord_bot
 from bot.config import Settings
 from bot.core.commands import COMMANDS
-from bot.core.models import DigestItem, PostError, Reply, Target
+from bot.core.digest import load_run, load_runs, run_due
+from bot.core.models import Actor, DigestItem, PostError, Reply, Request, Target
 from bot.core.service import Service
 from bot.core.store import Store
 from summarizer import Models
 from tests.fake_discord import MANAGE_GUILD, MEMBER_PERMISSIONS, TOKEN, Call, FakeDiscord
+from tests.test_digest import Clock, add_doc
 
 EPHEMERAL = 1 << 6
 SUPPRESS_EMBEDS = 1 << 2
@@ -118,12 +120,15 @@ async def test_connects_identifies_without_privileged_intents_and_syncs_registry
         cmd = top if spec.group is None else next(o for o in top["options"] if o["name"] == spec.leaf)
         assert cmd["description"] == spec.help[:100]
         options = {o["name"]: o for o in cmd.get("options", [])}
-        assert set(options) == {p.name for p in spec.params} | {"private"}
+        uploads = name in discord_bot.UPLOAD_COMMANDS  # /add: a url, or an attached file instead
+        assert set(options) == {p.name for p in spec.params} | {"private"} | ({"file"} if uploads else set())
         assert options["private"]["type"] == 5 and not options["private"].get("required")
+        if uploads:
+            assert options["file"]["type"] == 11 and not options["file"].get("required")  # ATTACHMENT
         for param in spec.params:
             option = options[param.name]
             assert option["description"] == param.help[:100] and option["type"] == 3
-            assert bool(option.get("required")) == param.required
+            assert bool(option.get("required")) == (param.required and not uploads)
             assert bool(option.get("autocomplete")) == (param.autocomplete == "documents")
         if spec.admin:  # Discord keeps default permissions per top-level command (a whole group)
             assert int(top["default_member_permissions"]) == MANAGE_GUILD
@@ -258,6 +263,39 @@ async def test_scheduled_digest_waits_out_a_long_rate_limit_and_reports_it(seede
             assert "posted 5 documents" in text_of(await reply_to(fake, "digest status"))
     finally:
         service.close()
+
+
+# -- /add with an attached file ------------------------------------------------------------------
+GUIDE = (b"# Compost Tea Guide\n\nCompost tea is brewed by steeping mature compost in aerated water for a day. "
+         b"Gardeners spray the brew on leaves to feed the soil food web.\n")
+
+
+async def test_add_with_an_attached_file_indexes_it(bot: FakeDiscord, seeded_service: Service):
+    attachment = bot.attachment("compost-tea.md", GUIDE, "text/markdown; charset=utf-8")
+    payload, callback = await run_command(bot, "add", {"file": attachment, "private": False})
+    assert callback.json["type"] == 5  # indexing may embed: deferred at once
+    answer = await followup(bot, payload, timeout=60)
+    assert "Added" in embed_text(answer) and "Compost Tea Guide" in embed_text(answer)
+    assert pings_nobody(answer)
+    assert bot.downloads == [attachment["url"].split("?")[0].removeprefix(f"http://127.0.0.1:{bot.port}")]
+    [doc] = [d for d in seeded_service.store.documents() if d.title == "Compost Tea Guide"]
+    assert doc.url == attachment["url"].split("?")[0]  # without the CDN's expiring signature
+    assert "steeping mature compost" in seeded_service.store.document_text(doc.id)
+    found = await seeded_service.handle(Request("search", {"query": "compost tea brewed"}, Actor("u"),
+                                                Target("discord", bot.guild_id, bot.channel_id)))
+    assert found.sources and found.sources[0].doc_id == doc.id
+
+
+async def test_add_refuses_an_oversized_attachment_before_downloading_and_needs_a_url_or_file(
+        bot: FakeDiscord, seeded_service: Service):
+    documents = len(seeded_service.store.documents())
+    huge = bot.attachment("huge.txt", b"small really", "text/plain", size=11 * 1024 * 1024)
+    refused = await reply_to(bot, "add", {"file": huge})
+    assert refused["content"].startswith("⚠️ huge.txt: larger than 10 MB")
+    assert bot.downloads == []
+    neither = await reply_to(bot, "add")
+    assert neither["content"] == "⚠️ /add needs a url or an attached file."
+    assert len(seeded_service.store.documents()) == documents
 
 
 # -- @mentions ------------------------------------------------------------------------------------
@@ -408,11 +446,11 @@ async def test_commands_are_acknowledged_within_a_second_while_a_summary_runs(se
 
 
 # -- digest posting -----------------------------------------------------------------------------
-def digest_reply(n: int = 3) -> Reply:
+def digest_reply(n: int = 3, run: str | None = None) -> Reply:
     return Reply(f"{n} new documents.", title="Digest", items=[
         DigestItem(f"doc{i}", f"Document {i}", f"https://example.org/{i}", f"https://example.org/{i}",
                    f"docs/{i}.md", f"Summary of document {i}. @everyone should not be pinged.", "2024-05-01")
-        for i in range(1, n + 1)])
+        for i in range(1, n + 1)], data={"run": run} if run else None)
 
 
 async def test_digest_poster_posts_items_with_votes_and_waits_out_short_rate_limits(bot: FakeDiscord,
@@ -449,6 +487,93 @@ async def test_long_rate_limits_are_handed_back_with_retry_after(bot: FakeDiscor
         await seeded_service.posters["discord"].post(Target("discord", bot.guild_id, bot.channel_id), digest_reply())
     assert error.value.retry_after == 120.0 and not error.value.permanent
     assert time.monotonic() - started < 5  # handed to the outbox, not slept on
+
+
+# -- digest crash recovery: exactly once --------------------------------------------------------
+async def test_digest_poster_finds_its_run_in_the_channel_history(bot: FakeDiscord, seeded_service: Service):
+    poster = seeded_service.posters["discord"]
+    target = Target("discord", bot.guild_id, bot.channel_id)
+    run = "s1@2024-05-01T09:00:00Z"
+    ref = await poster.post(target, digest_reply(12, run))  # 12 items: two messages, the key in the first
+    first, second = bot.calls_to("POST", rf"/channels/{bot.channel_id}/messages")
+    assert first.json["embeds"][0]["footer"]["text"] == f"1/2 · digest {run}"
+    assert second.json["embeds"][0]["footer"]["text"] == "2/2"
+    forged = bot.message("not the bot", mentions_bot=False)  # someone else's message cannot stand in
+    forged["embeds"] = [{"type": "rich", "footer": {"text": "digest s1@2024-05-02T09:00:00Z"}}]
+
+    assert await poster.find(target, run) == ref
+    assert await poster.find(target, "s1@2024-05-02T09:00:00Z") is None
+    history = bot.calls_to("GET", rf"/channels/{bot.channel_id}/messages")
+    assert history[-1].authorized and history[-1].query["limit"] == "100"
+
+    bot.fail("GET", rf"/channels/{bot.channel_id}/messages", 403, {"message": "Missing Access", "code": 50001})
+    assert await poster.find(target, "s2@x") == "unverified:s2@x"  # unreadable: counted as posted, never twice
+    bot.delete_channel(bot.channel_id)
+    assert await poster.find(target, run) is None
+
+
+class Crash(BaseException):
+    """The process dies here: like os._exit, nothing in the bot catches a BaseException."""
+
+
+class CrashingPoster:
+    """The adapter's poster in a process that dies just before posting, or just after Discord accepted it."""
+
+    def __init__(self, poster: discord_bot.DiscordPoster, when: str) -> None:
+        self.poster, self.when = poster, when
+
+    async def post(self, target: Target, reply: Reply) -> str:
+        await self.poster.client.wait_until_ready()  # a bot that was up and running (clean client shutdown)
+        if self.when == "after":
+            await self.poster.post(target, reply)
+        raise Crash(self.when)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("crash", ["before", "after"])
+async def test_a_digest_interrupted_by_a_crash_is_posted_exactly_once(settings: Settings, models: Models,
+                                                                      fake: FakeDiscord, crash: str):
+    """The restarted bot reads the channel: a digest that got out is recorded, one that did not is posted."""
+    clock = Clock(dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc))
+    target = Target("discord", fake.guild_id, fake.channel_id)
+    config = discord_settings(settings, fake)
+
+    def bot_messages() -> list[dict[str, Any]]:
+        return fake.sent_messages(fake.channel_id)
+
+    crashed = Service(settings, Store.open(settings.db_path), models, clock=clock)
+    try:
+        admin = Actor("1", "admin", is_admin=True)
+        await crashed.handle(Request("digest schedule", {"time": "09:00", "timezone": "UTC"}, admin, target))
+        docs = [add_doc(crashed, "alpha"), add_doc(crashed, "beta")]
+        async with running(crashed, config, fake):
+            crashed.register_poster("discord", CrashingPoster(crashed.posters["discord"], crash))
+            clock.now = dt.datetime(2024, 5, 1, 9, 1, tzinfo=dt.timezone.utc)
+            with pytest.raises(Crash):
+                await run_due(crashed)
+        [run] = load_runs(crashed.store, "1", [])
+        assert run.status == "pending" and sorted(run.doc_ids) == sorted(docs)
+    finally:
+        crashed.close()
+    assert len(bot_messages()) == (1 if crash == "after" else 0)
+
+    restarted = Service(settings, Store.open(settings.db_path), models, clock=clock)
+    try:
+        async with running(restarted, config, fake):
+            clock.now += dt.timedelta(minutes=2)
+            await run_due(restarted)
+            assert fake.calls_to("GET", rf"/channels/{fake.channel_id}/messages")  # it looked before acting
+            [digest] = bot_messages()  # posted exactly once, whichever side of the post the crash was
+            assert digest["embeds"][0]["footer"]["text"] == f"digest {run.key}"
+            assert all(name.title() in digest["embeds"][0]["description"] for name in ("alpha", "beta"))
+            settled = load_run(restarted.store, run.key)
+            assert settled.status == "posted" and settled.message_ref.endswith(f"/{fake.channel_id}/{digest['id']}")
+
+            clock.now += dt.timedelta(days=1)  # the next day: those documents are not posted again
+            await run_due(restarted)
+            assert bot_messages() == [digest]
+    finally:
+        restarted.close()
 
 
 # -- errors, logs, gateway ------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.adapters.render_discord import DiscordMessage, choice_name, one_line, render, render_quote
+from bot.adapters.render_discord import DiscordMessage, choice_name, one_line, render, render_quote, run_key_of
 from bot.config import Settings
 from bot.core.commands import COMMANDS, GROUPS, Command
-from bot.core.models import Actor, PostError, Reply, Request, Target
+from bot.core.fetch import MAX_BYTES, add_bytes, check_add_allowed
+from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.service import Service
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,15 @@ DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
 ACK_DEADLINE = 2.0  # seconds a fast command may take before we defer (Discord allows 3)
 PRIVATE = "private"  # the option every command gets: answer only to the person who asked
+FILE = "file"  # the attachment option of UPLOAD_COMMANDS: index this file instead (its params become optional)
+UPLOAD_COMMANDS = ("add",)
 VOTED_COMMANDS = ("ask", "summary")  # replies that are answers get 👍/👎
 MAX_SOURCE_BUTTONS = 10
 MAX_COMPONENTS = 25  # buttons in one message (5 rows of 5)
 CUSTOM_ID_LIMIT = 100
 DESCRIPTION_LIMIT = 100  # Discord's limit for command and option descriptions
 READY_TIMEOUT = 30.0  # how long a digest post waits for the gateway connection
+FIND_LIMIT = 100  # recent channel messages searched for a digest's run key (one history request)
 
 
 def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
@@ -214,17 +218,21 @@ class _DigestBot:
     def _slash_command(self, cmd: Command, group: app_commands.Group | None) -> app_commands.Command:
         async def callback(interaction: discord.Interaction, **values: Any) -> None:
             private = values.pop(PRIVATE, True)
+            upload = values.pop(FILE, None)
             args = {k: v for k, v in values.items() if v is not None}
-            await self._answer(interaction, cmd, args, private=private)
+            await self._answer(interaction, cmd, args, private=private, upload=upload)
 
-        if any(p.name == PRIVATE for p in cmd.params):
-            raise ValueError(f"/{cmd.name}: a parameter may not be called {PRIVATE!r}")
+        if any(p.name in (PRIVATE, FILE) for p in cmd.params):
+            raise ValueError(f"/{cmd.name}: a parameter may not be called {PRIVATE!r} or {FILE!r}")
+        uploads = cmd.name in UPLOAD_COMMANDS
         kw = inspect.Parameter.KEYWORD_ONLY
         signature = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                        annotation=discord.Interaction)]
-        signature += [inspect.Parameter(p.name, kw, annotation=str) if p.required
+        signature += [inspect.Parameter(p.name, kw, annotation=str) if p.required and not uploads
                       else inspect.Parameter(p.name, kw, annotation=Optional[str], default=None)
                       for p in cmd.params]
+        if uploads:
+            signature.append(inspect.Parameter(FILE, kw, annotation=Optional[discord.Attachment], default=None))
         signature.append(inspect.Parameter(PRIVATE, kw, annotation=bool, default=True))
         callback.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
 
@@ -232,6 +240,8 @@ class _DigestBot:
                                      callback=callback, parent=group)
         descriptions = {p.name: one_line(p.help, DESCRIPTION_LIMIT) for p in cmd.params}
         descriptions[PRIVATE] = "Only you see the reply (default: yes)"
+        if uploads:
+            descriptions[FILE] = "Or attach a file to index (HTML, PDF, Markdown or text)"
         slash = app_commands.describe(**descriptions)(slash)
         completers = {p.name: self._complete_documents for p in cmd.params if p.autocomplete == "documents"}
         if completers:
@@ -248,7 +258,7 @@ class _DigestBot:
         return [app_commands.Choice(name=choice_name(title), value=doc_id[:100]) for doc_id, title in choices]
 
     async def _answer(self, interaction: discord.Interaction, cmd: Command, args: dict[str, str], *,
-                      private: bool) -> None:
+                      private: bool, upload: discord.Attachment | None = None) -> None:
         """Acknowledge in time, run the command on the core, send the rendered reply.
 
         Model work is deferred at once (the "is thinking…" indicator); anything else still gets a
@@ -256,7 +266,7 @@ class _DigestBot:
         """
         if cmd.slow:
             await interaction.response.defer(thinking=True, ephemeral=private)
-        task = asyncio.ensure_future(self.service.handle(_interaction_request(interaction, cmd.name, args)))
+        task = asyncio.ensure_future(self._run(_interaction_request(interaction, cmd.name, args), cmd, upload))
         if not cmd.slow:
             done, _ = await asyncio.wait({task}, timeout=ACK_DEADLINE)
             if not done:
@@ -267,6 +277,15 @@ class _DigestBot:
                 await interaction.followup.send(**kwargs, ephemeral=private)
             else:
                 await interaction.response.send_message(**kwargs, ephemeral=private)
+
+    async def _run(self, request: Request, cmd: Command, upload: discord.Attachment | None) -> Reply:
+        """The core's reply: to the command, or for an upload command with a file, to indexing the file."""
+        if upload is not None:
+            return await add_attachment(self.service, request.actor, upload)
+        if cmd.name in UPLOAD_COMMANDS and any(p.required and p.name not in request.args for p in cmd.params):
+            needs = " or ".join(p.name for p in cmd.params if p.required)
+            return Reply(f"/{cmd.name} needs a {needs} or an attached {FILE}.", ok=False, title="Sorry")
+        return await self.service.handle(request)
 
     async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         log.error("Discord command %s failed", interaction.command and interaction.command.qualified_name,
@@ -350,28 +369,69 @@ class DiscordPoster:
     def __init__(self, client: discord.Client) -> None:
         self.client = client
 
-    async def post(self, target: Target, reply: Reply) -> str:
+    async def _channel(self, target: Target) -> discord.PartialMessageable:
         try:
             await asyncio.wait_for(self.client.wait_until_ready(), READY_TIMEOUT)
         except (asyncio.TimeoutError, RuntimeError):  # RuntimeError: the client has not started yet
             raise PostError("Discord is not connected yet", retry_after=READY_TIMEOUT) from None
-        channel_id = int(target.thread or target.channel)
-        channel = self.client.get_partial_messageable(
-            channel_id, guild_id=int(target.workspace) if target.workspace.isdigit() else None)
+        guild_id = int(target.workspace) if target.workspace.isdigit() else None
+        return self.client.get_partial_messageable(int(target.thread or target.channel), guild_id=guild_id)
+
+    async def post(self, target: Target, reply: Reply) -> str:
+        """Returns the first message's link; a digest's first footer carries its run key (see `find`)."""
+        channel = await self._channel(target)
         try:
             sent = [await channel.send(**kwargs) for kwargs in _send_kwargs("digest", reply)]
         except discord.RateLimited as exc:
-            raise PostError(f"Discord rate limit on channel {channel_id}", retry_after=exc.retry_after) from None
+            raise PostError(f"Discord rate limit on channel {channel.id}", retry_after=exc.retry_after) from None
         except discord.Forbidden as exc:  # a person can grant the permission: keep retrying
-            raise PostError(f"missing permission to post in channel {channel_id}: {exc.text}") from None
+            raise PostError(f"missing permission to post in channel {channel.id}: {exc.text}") from None
         except discord.NotFound as exc:
-            raise PostError(f"channel {channel_id} not found (deleted?): {exc.text}", permanent=True) from None
+            raise PostError(f"channel {channel.id} not found (deleted?): {exc.text}", permanent=True) from None
         except discord.HTTPException as exc:
-            raise PostError(f"Discord refused the post in channel {channel_id}: {exc.status} {exc.text}",
+            raise PostError(f"Discord refused the post in channel {channel.id}: {exc.status} {exc.text}",
                             permanent=exc.status < 500) from None
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise PostError(f"could not reach Discord: {exc.__class__.__name__}") from None
         return sent[0].jump_url if sent else ""
+
+    async def find(self, target: Target, run_key: str) -> str | None:
+        """For the outbox's crash recovery: the link of a digest run this bot already posted in the
+        channel, None when the recent history has none. When the history cannot be read (no Read
+        Message History permission) the run counts as posted ("unverified"): a digest is never posted
+        twice. Other failures raise, and the outbox asks again on a later pass."""
+        channel = await self._channel(target)
+        me = self.client.user
+        try:
+            async for message in channel.history(limit=FIND_LIMIT):
+                if me is not None and message.author.id == me.id and run_key_of(message.embeds) == run_key:
+                    return message.jump_url
+        except discord.Forbidden as exc:
+            log.warning("cannot read channel %s to look for digest %s (%s); counting it as posted",
+                        channel.id, run_key, exc.text)
+            return f"unverified:{run_key}"
+        except discord.NotFound:  # the channel is gone, and the digest with it
+            return None
+        return None
+
+
+async def add_attachment(service: Service, actor: Actor, attachment: discord.Attachment) -> Reply:
+    """Index an attached file. Who may add, and the size Discord reports, are checked before downloading."""
+    name = attachment.filename
+    try:
+        check_add_allowed(service, actor)
+        if attachment.size > MAX_BYTES:
+            raise UserError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
+    except UserError as exc:
+        return Reply(str(exc), ok=False, title="Sorry")
+    try:
+        data = await attachment.read()
+    except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.warning("could not download attachment %s: %s", attachment.id, exc)
+        return Reply(f"{name}: the attachment could not be downloaded; not indexed.", ok=False, title="Sorry")
+    # The CDN link without its expiring signature: a stable name for the document.
+    url = attachment.url.split("?", 1)[0]
+    return await add_bytes(service, actor, data, name=name, content_type=attachment.content_type or "", url=url)
 
 
 async def run(service: Service, settings: Settings) -> None:

@@ -38,6 +38,10 @@ _CORE_MARKUP = re.compile(
     r"|`(?P<code>[^`\n]+)`"
 )
 _LINK = re.compile(r"\[(?:\\.|[^\]\\])*\]\(<[^>]*>\)")  # a link this module built
+# A posted digest names its run key in its first footer, so that after a crash the poster can find it
+# in the channel's history (DiscordPoster.find) instead of posting it again.
+RUN_MARK = "digest "
+_RUN_FOOTER = re.compile(rf"(?:^| · ){RUN_MARK}(?P<run>\S+)$")
 
 
 @dataclass
@@ -217,7 +221,8 @@ def pack(blocks: Sequence[tuple[str, tuple[int, DigestItem] | None]], limit: int
 # -- whole replies ----------------------------------------------------------------------------------
 def render(reply: Reply) -> list[DiscordMessage]:
     """All messages one reply needs, in order. Failures are short plain text; the rest are embeds,
-    one per message (title on the first, `k/n` footers when split), each within Discord's limits."""
+    one per message (title on the first, `k/n` footers when split, a digest's run key in the first
+    footer), each within Discord's limits."""
     if not reply.ok:
         return [DiscordMessage(content=piece) for piece in split("⚠️ " + markdown(reply.text), CONTENT_LIMIT)]
     blocks: list[tuple[str, tuple[int, DigestItem] | None]] = []
@@ -228,13 +233,24 @@ def render(reply: Reply) -> list[DiscordMessage]:
     blocks.extend((item_block(n, item), (n, item)) for n, item in enumerate(reply.items, 1))
     title = clip(escape(one_line(reply.title, TITLE_LIMIT)), TITLE_LIMIT) if reply.title else None
     pieces = pack(blocks, DESCRIPTION_LIMIT) or [_Piece()]
+    run = (reply.data or {}).get("run")
     messages = []
     for k, piece in enumerate(pieces, 1):
         embed = discord.Embed(title=title if k == 1 else None, description=piece.text or None, colour=OK_COLOUR)
-        if len(pieces) > 1:
-            embed.set_footer(text=f"{k}/{len(pieces)}")
+        footer = [f"{k}/{len(pieces)}"] if len(pieces) > 1 else []
+        if run and k == 1:
+            footer.append(RUN_MARK + run)  # keys are short and have no spaces
+        if footer:
+            embed.set_footer(text=" · ".join(footer))
         messages.append(DiscordMessage(embeds=[embed], items=piece.items))
     return messages
+
+
+def run_key_of(embeds: Sequence[discord.Embed]) -> str | None:
+    """The digest run key `render` put in a message's first footer (None for any other message)."""
+    footer = embeds[0].footer.text if embeds else None
+    match = _RUN_FOOTER.search(footer or "")
+    return match["run"] if match else None
 
 
 def render_quote(source: Source) -> DiscordMessage:
