@@ -2,8 +2,11 @@
 
 `FakeSlack` serves, on one random port:
   * the Web API (`/api/<method>`): auth.test, chat.postMessage, chat.postEphemeral, users.info,
-    conversations.history, apps.connections.open, oauth.v2.access; every call is recorded (`FakeSlack.calls`) and any
-    method can be given scripted answers (`FakeSlack.script`) such as a 429 with Retry-After;
+    conversations.history, files.info, apps.connections.open, oauth.v2.access; every call is recorded
+    (`FakeSlack.calls`) and any method can be given scripted answers (`FakeSlack.script`) such as a 429
+    with Retry-After;
+  * uploaded files (`FakeSlack.add_file`) at their `url_private` (`/files-pri/...`), recorded as method
+    "url_private": the bytes for a bearer bot token, else Slack's sign-in page (HTML, status 200), as Slack does;
   * `response_url` endpoints (`/response/<name>`), recorded as method "response_url";
   * a Socket Mode websocket (`/link`) that sends envelopes and records the app's acks.
 Helpers build the payloads Slack sends and sign HTTP requests the way Slack does.
@@ -134,11 +137,20 @@ def event_callback(event: dict[str, Any], *, event_id: str | None = None, team_i
 
 
 def app_mention(text: str, *, ts: str, thread_ts: str | None = None, user: str = "U0USER",
-                channel: str = "C0CHAN") -> dict[str, Any]:
+                channel: str = "C0CHAN", files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An app_mention event; `files` (from `FakeSlack.add_file`) were attached to the message."""
     event = {"type": "app_mention", "user": user, "text": text, "ts": ts, "channel": channel, "event_ts": ts}
     if thread_ts:
         event["thread_ts"] = thread_ts
+    if files:
+        event.update(files=files, upload=False)
     return event
+
+
+def file_shared(file_id: str, *, channel: str = "D0DM", user: str = "U0USER") -> dict[str, Any]:
+    """A file_shared event: it names the file only; its details come from files.info."""
+    return {"type": "file_shared", "channel_id": channel, "file_id": file_id, "user_id": user,
+            "file": {"id": file_id}, "event_ts": f"{time.time():.6f}"}
 
 
 def block_action(
@@ -203,6 +215,10 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.installed_bot_tokens: dict[str, str] = {}  # token -> team id, from oauth.v2.access
         self.messages: list[dict[str, Any]] = []  # every message chat.postMessage accepted, oldest first
+        self.files: dict[str, dict[str, Any]] = {}  # file id -> files.info `file` object
+        self._file_bytes: dict[str, bytes] = {}
+        self._file_ids = itertools.count(1)
+        self.files_readable = True  # False: url_private answers as if the app lacked the files:read scope
         self._scripts: dict[str, list[Scripted]] = {}
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -216,6 +232,7 @@ class FakeSlack:
         app.add_routes([
             web.route("*", "/api/{method}", self._api),
             web.post("/response/{name}", self._response_url),
+            web.get("/files-pri/{team_file}/{name}", self._url_private),
             web.get("/link", self._socket),
         ])
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -242,6 +259,20 @@ class FakeSlack:
                headers: dict[str, str] | None = None) -> None:
         """Queue one answer for the next call of `method` (after that, the default answer again)."""
         self._scripts.setdefault(method, []).append(Scripted(status, body, headers or {}))
+
+    def add_file(self, name: str, data: bytes, mimetype: str, *, size: int | None = None,
+                 user: str = "U0USER") -> dict[str, Any]:
+        """Upload a file; returns its `file` object (`size` is what Slack reports, default the real size)."""
+        file_id = f"F{next(self._file_ids):08d}"
+        url = f"http://{HOST}:{self.port}/files-pri/{TEAM_ID}-{file_id}/{name}"
+        self._file_bytes[file_id] = data
+        self.files[file_id] = {
+            "id": file_id, "created": int(time.time()), "name": name, "title": name, "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1], "user": user, "size": len(data) if size is None else size,
+            "is_external": False, "is_public": False, "url_private": url, "url_private_download": f"{url}?download",
+            "permalink": f"https://example.slack.com/files/{user}/{file_id}/{name}",
+        }
+        return self.files[file_id]
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -331,6 +362,9 @@ class FakeSlack:
             if p.get("include_all_metadata") not in (True, "true", "1"):
                 found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
             return {"ok": True, "messages": found[: int(p.get("limit", 100))], "has_more": False}
+        if method == "files.info":
+            found = self.files.get(p.get("file", ""))
+            return {"ok": True, "file": found} if found else {"ok": False, "error": "file_not_found"}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
         if method == "users.info":
@@ -352,6 +386,15 @@ class FakeSlack:
             "token_type": "bot", "access_token": token, "bot_user_id": BOT_USER_ID,
             "team": {"id": "T0OTHER", "name": "Other"}, "enterprise": None, "is_enterprise_install": False,
         }
+
+    async def _url_private(self, request: web.Request) -> web.Response:
+        call = await self._record("url_private", request, _path=request.path)
+        file_id = request.match_info["team_file"].removeprefix(f"{TEAM_ID}-")
+        if not self.files_readable or (call.token != self.bot_token and call.token not in self.installed_bot_tokens):
+            return web.Response(text="<!DOCTYPE html><title>Slack</title>Sign in to continue", content_type="text/html")
+        if file_id not in self._file_bytes:
+            return web.Response(status=404, text="file not found")
+        return web.Response(body=self._file_bytes[file_id], headers={"Content-Type": self.files[file_id]["mimetype"]})
 
     async def _response_url(self, request: web.Request) -> web.Response:
         await self._record("response_url", request, _name=request.match_info["name"])

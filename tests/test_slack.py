@@ -33,6 +33,7 @@ from tests.fake_slack import (
     app_mention,
     block_action,
     event_callback,
+    file_shared,
     form_body,
     interactive_body,
     post_signed,
@@ -295,6 +296,68 @@ async def test_empty_mention_gets_the_help(http_bot, slack, seeded_service):
         assert cmd.help.replace("&", "&amp;") in block_texts(post.params["blocks"])
 
 
+# ---- files shared with the bot are indexed ------------------------------------------------------
+
+GUIDE = (b"# Compost Tea Guide\n\nCompost tea is brewed by steeping mature compost in aerated water for a day. "
+         b"Gardeners spray the brew on leaves to feed the soil food web.\n")
+
+
+def indexed(service: Service, title: str):
+    return [d for d in service.store.documents() if d.title == title]
+
+
+async def test_file_attached_to_a_mention_is_indexed_and_answered_in_its_thread(http_bot, slack, seeded_service):
+    file = slack.add_file("compost-tea.md", GUIDE, "text/markdown")
+    event = app_mention(f"<@{BOT_USER_ID}> please index this", ts="1700000010.000100", files=[file])
+    assert (await send_event(http_bot, event_callback(event)))[0] == 200
+    [post] = await slack.wait_calls("chat.postMessage", timeout=60)
+    assert post.params["channel"] == "C0CHAN" and post.params["thread_ts"] == "1700000010.000100"
+    assert "Added" in block_texts(post.params["blocks"]) and "Compost Tea Guide" in block_texts(post.params["blocks"])
+    [download] = slack.calls_to("url_private")
+    assert download.token == slack.bot_token and download.params["_path"].endswith("/compost-tea.md")
+    [doc] = indexed(seeded_service, "Compost Tea Guide")
+    assert doc.url == file["permalink"]
+    assert "steeping mature compost" in seeded_service.store.document_text(doc.id)
+    found = await seeded_service.handle(Request("search", {"query": "compost tea brewed"}, Actor("U0USER"),
+                                                Target("slack", TEAM_ID, "C0CHAN")))
+    assert found.sources and found.sources[0].doc_id == doc.id
+    assert slack.calls_to("files.info") == []  # the mention carried the whole file object
+
+
+async def test_file_sent_in_a_direct_message_is_indexed_and_channel_shares_are_not(socket_bot, slack, seeded_service):
+    in_channel = slack.add_file("channel-notes.txt", b"Notes someone shared in a channel.", "text/plain")
+    sent = slack.add_file("compost-tea.md", GUIDE, "text/markdown")
+    ignored = event_callback(file_shared(in_channel["id"], channel="C0CHAN"))
+    await slack.wait_ack(await slack.send_envelope("events_api", ignored, retry_attempt=0, retry_reason=""))
+    dm = event_callback(file_shared(sent["id"], channel="D0DM"))
+    await slack.wait_ack(await slack.send_envelope("events_api", dm, retry_attempt=0, retry_reason=""))
+    [post] = await slack.wait_calls("chat.postMessage", timeout=60)
+    assert post.params["channel"] == "D0DM" and "thread_ts" not in post.params
+    assert "Compost Tea Guide" in block_texts(post.params["blocks"])
+    assert [c.params["file"] for c in slack.calls_to("files.info")] == [sent["id"]]
+    assert [c.params["_path"].rsplit("/", 1)[1] for c in slack.calls_to("url_private")] == ["compost-tea.md"]
+    assert indexed(seeded_service, "Compost Tea Guide") and not indexed(seeded_service, "channel-notes.txt")
+
+
+async def test_files_that_cannot_be_fetched_safely_are_refused_with_a_reason(http_bot, slack, seeded_service):
+    documents = len(seeded_service.store.documents())
+    huge = slack.add_file("huge.pdf", b"%PDF-1.4 tiny", "application/pdf", size=50 * 1024 * 1024)
+    foreign = {**slack.add_file("elsewhere.txt", b"text", "text/plain"),
+               "url_private": "https://files.example.net/elsewhere.txt"}  # never gets the bot token
+    unreadable = slack.add_file("no-scope.md", GUIDE, "text/markdown")
+    slack.files_readable = False  # Slack sends its sign-in page instead of the file
+    event = app_mention(f"<@{BOT_USER_ID}>", ts="1700000011.000100", files=[huge, foreign, unreadable])
+    await send_event(http_bot, event_callback(event))
+    posts = await slack.wait_calls("chat.postMessage", 3, timeout=60)
+    texts = [block_texts(p.params["blocks"]) for p in posts]
+    assert "huge.pdf: larger than 10 MB; not indexed." in texts[0]
+    assert "elsewhere.txt: not a Slack file link; not indexed." in texts[1]
+    assert "no-scope.md: Slack did not hand over the file" in texts[2] and "files:read" in texts[2]
+    assert all(p.params["thread_ts"] == "1700000011.000100" for p in posts)
+    assert [c.params["_path"].rsplit("/", 1)[1] for c in slack.calls_to("url_private")] == ["no-scope.md"]
+    assert len(seeded_service.store.documents()) == documents
+
+
 # ---- posting: pace, Retry-After, failures -------------------------------------------------------
 
 async def test_poster_paces_a_channel_and_honours_retry_after(http_bot, slack):
@@ -428,7 +491,8 @@ def test_manifest_matches_the_adapter_and_the_registry():
     hint = {part.strip() for part in command["usage_hint"].split("|")}
     assert hint == {cmd.usage().removeprefix("/") for cmd in COMMANDS.values()}
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(slack_app.BOT_SCOPES)
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == list(slack_app.BOT_EVENTS)
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # files can be sent in a DM
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
 

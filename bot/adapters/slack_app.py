@@ -6,6 +6,8 @@ Surface (see slack-manifest.yml):
     `parse_command_line`; `ack()` comes at once, the work runs in a Bolt lazy listener and the reply
     is ephemeral, lookups with a "Share in channel" button;
   * `@digestbot question` (app_mention) is an `ask`, answered in the mention's thread;
+  * a file shared with the bot (attached to an @mention, or sent to it in a direct message:
+    `file_shared`) is downloaded with the bot token and indexed like `add` does, answered in place;
   * digests reach channels through `SlackPoster`, which the scheduler's outbox calls.
 Socket Mode when SLACK_APP_TOKEN is set, else HTTP on SLACK_PORT at /slack/events (signed requests).
 """
@@ -20,6 +22,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
+import yarl
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -32,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, render
 from bot.config import Settings
 from bot.core.commands import COMMANDS, parse_command_line
+from bot.core.fetch import MAX_BYTES, TIMEOUT_S, add_bytes, check_add_allowed
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.service import Service
 
@@ -41,7 +45,9 @@ SLASH_COMMAND = "/digestbot"
 EVENTS_PATH = "/slack/events"
 SHARE_ACTION = "digestbot_share"
 BOT_SCOPES = ("app_mentions:read", "channels:history", "chat:write", "chat:write.public", "commands",
-              "groups:history", "users:read")
+              "files:read", "groups:history", "users:read")
+BOT_EVENTS = ("app_mention", "file_shared")
+FILES_HOST = "files.slack.com"  # where url_private points; the bot token is sent nowhere else (but the API's host)
 DEFAULT_API_URL = "https://slack.com/api/"
 RESPONSES_PER_URL = 5  # Slack accepts at most five messages through one response_url
 BUTTON_VALUE_LIMIT = 2000
@@ -193,6 +199,7 @@ class SlackAdapter:
         self._runner: web.AppRunner | None = None
         self.app.command(SLASH_COMMAND)(ack=self._ack_command, lazy=[self._run_command])
         self.app.event("app_mention")(ack=self._ack, lazy=[self._answer_mention])
+        self.app.event("file_shared")(ack=self._ack, lazy=[self._add_dm_file])
         self.app.action(SHARE_ACTION)(ack=self._ack, lazy=[self._share])
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -234,7 +241,9 @@ class SlackAdapter:
         except UserError:
             return  # already answered by the ack
         cmd = COMMANDS[name]
-        admin = cmd.admin and await self._is_admin(client, command["user_id"])
+        # users.info is asked only when the answer matters: admin commands, and /add under DIGESTBOT_ADD=admins
+        needs_admin = cmd.admin or (cmd.name == "add" and self.settings.add_policy != "everyone")
+        admin = needs_admin and await self._is_admin(client, command["user_id"])
         actor = Actor(command["user_id"], command.get("user_name", ""), admin)
         target = Target("slack", command["team_id"], command["channel_id"])
         reply = await self.service.handle(Request(name, args, actor, target))
@@ -286,19 +295,87 @@ class SlackAdapter:
 
     # -- mentions --------------------------------------------------------------------------------
     async def _answer_mention(self, body, event, client, context) -> None:
-        """Answer once per event id (Slack retries carry the same id), in the mention's thread."""
+        """Answer once per event id (Slack retries carry the same id), in the mention's thread: files
+        attached to the mention are indexed, else its text is a question."""
         if not self.service.first_delivery(f"slack:event:{body['event_id']}"):
             return
-        question = plain_text(event.get("text", ""), drop_user=context.bot_user_id)
         thread = event.get("thread_ts") or event["ts"]
-        target = Target("slack", body.get("team_id") or context.team_id, event["channel"], thread)
-        actor = Actor(event.get("user", ""))
-        name, args = ("ask", {"question": question}) if question else ("help", {})
-        reply = await self.service.handle(Request(name, args, actor, target))
+        if event.get("files"):
+            replies = [await self._add_file(client, file, event.get("user", "")) for file in event["files"]]
+        else:
+            question = plain_text(event.get("text", ""), drop_user=context.bot_user_id)
+            target = Target("slack", body.get("team_id") or context.team_id, event["channel"], thread)
+            name, args = ("ask", {"question": question}) if question else ("help", {})
+            replies = [await self.service.handle(Request(name, args, Actor(event.get("user", "")), target))]
+        await self._post_replies(client, event["channel"], replies, thread)
+
+    # -- files -----------------------------------------------------------------------------------
+    async def _add_dm_file(self, body, event, client) -> None:
+        """A file sent to the bot in a direct message. Files shared in channels are indexed only when
+        the bot is mentioned with them (`_answer_mention`): the bot does not index a channel's files."""
+        if not event.get("channel_id", "").startswith("D"):
+            return
+        if not self.service.first_delivery(f"slack:event:{body['event_id']}"):
+            return
+        reply = await self._add_file(client, event.get("file") or {"id": event["file_id"]}, event.get("user_id", ""))
+        await self._post_replies(client, event["channel_id"], [reply], None)
+
+    async def _add_file(self, client: AsyncWebClient, file: dict, user_id: str) -> Reply:
+        """Download a shared file with the bot token and index it as `add` does (any failure is the reply)."""
         try:
-            await self.poster.send(client, event["channel"], render(reply), thread_ts=thread)
+            admin = self.service.settings.add_policy != "everyone" and await self._is_admin(client, user_id)
+            actor = Actor(user_id, is_admin=admin)
+            check_add_allowed(self.service, actor)  # before downloading anything
+            if not file.get("url_private"):  # events may carry only the id (e.g. file_shared)
+                file = (await client.files_info(file=file["id"]))["file"]
+            data = await self._download(client, file)
+        except UserError as exc:
+            return Reply(str(exc), ok=False, title="Sorry")
+        except SlackApiError as exc:
+            log.warning("files.info for %s failed: %s", file.get("id"), exc.response.get("error"))
+            return Reply("That file could not be read from Slack; not indexed.", ok=False, title="Sorry")
+        return await add_bytes(self.service, actor, data, name=_file_name(file),
+                               content_type=file.get("mimetype") or "", url=file.get("permalink") or file["url_private"])
+
+    async def _download(self, client: AsyncWebClient, file: dict) -> bytes:
+        """A file's bytes from `url_private`, at most MAX_BYTES, within TIMEOUT_S. The bot token is
+        only sent to Slack's file host (or the configured API host, e.g. a test double)."""
+        name, url = _file_name(file), yarl.URL(file["url_private"])
+        too_large = UserError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
+        if (file.get("size") or 0) > MAX_BYTES:
+            raise too_large
+        if url.origin() not in (yarl.URL(f"https://{FILES_HOST}"), yarl.URL(client.base_url).origin()):
+            raise UserError(f"{name}: not a Slack file link; not indexed.")
+        chunks, size = [], 0
+        try:
+            async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session,
+                        session.get(url, headers={"Authorization": f"Bearer {client.token}"}) as response):
+                # Without files:read Slack answers with its sign-in page instead of the file.
+                if response.status != 200 or (response.content_type == "text/html"
+                                              and file.get("mimetype") != "text/html"):
+                    raise UserError(f"{name}: Slack did not hand over the file (is the files:read scope "
+                                    "granted?); not indexed.")
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_BYTES:
+                        raise too_large
+                    chunks.append(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("downloading Slack file %s failed: %s", file.get("id"), exc)
+            raise UserError(f"{name}: the file could not be downloaded; not indexed.") from None
+        return b"".join(chunks)
+
+    async def _post_replies(self, client: AsyncWebClient, channel: str, replies: Sequence[Reply],
+                            thread: str | None) -> None:
+        try:
+            for reply in replies:
+                await self.poster.send(client, channel, render(reply), thread_ts=thread)
         except PostError as exc:
-            log.warning("could not answer a mention in %s: %s", event["channel"], exc)
+            log.warning("could not answer in %s: %s", channel, exc)
+
+
+def _file_name(file: dict) -> str:
+    return file.get("name") or file.get("title") or file["id"]
 
 
 async def run(service: Service, settings: Settings) -> None:
