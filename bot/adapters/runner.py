@@ -18,11 +18,19 @@ class RedactSecrets(logging.Filter):
         self.secrets = [s for s in secrets if len(s) >= 6]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for secret in self.secrets:
-            message = message.replace(secret, "[redacted]")
-        record.msg, record.args = message, None
+        record.msg, record.args = self._redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:  # tracebacks can quote a token too
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
         return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
 
 def install_log_redaction(settings: Settings) -> None:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -22,6 +24,7 @@ from summarizer import Models, Summary
 
 log = logging.getLogger(__name__)
 ASK_PASSAGES = 6
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Poster(Protocol):
@@ -55,6 +58,9 @@ class Service:
     # -- the entry point for every adapter -------------------------------------------------------
     async def handle(self, request: Request) -> Reply:
         """Run a command; bad input and failures become a short Reply(ok=False), never an exception."""
+        # platform JSON may decode to lone surrogates, which SQLite and the encoder cannot take
+        request = dataclasses.replace(
+            request, args={k: _LONE_SURROGATE.sub("\ufffd", v) for k, v in request.args.items()})
         try:
             cmd = commands.validate(request)
             return await cmd.handler(self, request)
@@ -118,7 +124,7 @@ class Service:
         if todo:
             vectors = self.models.encoder.embed_passages([text for _, text in todo])
             fresh = list(zip((h for h, _ in todo), vectors))
-            self.store.save_embeddings(model_id, fresh)
+            self._cache(self.store.save_embeddings, model_id, fresh)
             cached.update((h, np.asarray(v, dtype=np.float16)) for h, v in fresh)
         return np.stack([cached[h] for h in hashes]).astype(np.float32)
 
@@ -130,8 +136,17 @@ class Service:
             return Summary(cached[0], cached[1], model_id)
         passages = [p.text for p in self.store.passages(doc.id)]
         summary = await self.in_worker(self.models.summarize, passages, doc.language, self.settings.language)
-        self.store.save_summary(doc.content_hash, model_id, self.settings.language, summary.text, summary.language)
+        self._cache(self.store.save_summary, doc.content_hash, model_id, self.settings.language,
+                    summary.text, summary.language)
         return summary
+
+    @staticmethod
+    def _cache(save: Callable[..., None], *args: Any) -> None:
+        """Caches are an optimisation: a read-only or full database still answers lookups."""
+        try:
+            save(*args)
+        except StoreError as exc:
+            log.warning("cache not saved: %s", exc)
 
     def embed_missing(self, progress: Callable[[int], None] = lambda n: None, batch: int = 32) -> int:
         """Embed passages with no cached vector (synchronous: CLI indexing and the worker call it)."""
