@@ -53,3 +53,22 @@ def test_filters_by_document_and_date(seeded_service):
 def test_rrf_rewards_agreement():
     fused = dict(reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]]))
     assert fused[1] > fused[3] > fused[2] and 4 in fused
+
+
+def test_large_index_skips_words_in_most_passages(store, monkeypatch):
+    """BM25 on a big index leaves out near-universal words (they only cost time), keeping the rarest."""
+    from bot.core import retrieve
+    from bot.core.ingest import build_document
+    from bot.core.retrieve import Retriever
+
+    for i in range(40):
+        doc, text, passages = build_document(f"common words here {'rareword' if i == 7 else 'plain'} number{i}",
+                                             path=f"doc{i}.txt")
+        store.replace_document(doc, text, passages)
+    monkeypatch.setattr(retrieve, "SELECTIVE_FROM", 10)
+    retriever = Retriever(store, None, None)
+    assert retriever._selective_terms(["common", "rareword", "absent"]) == ["rareword"]
+    assert retriever._selective_terms(["common", "words"]) in (["common"], ["words"])
+    assert retriever._selective_terms(["common", "words"], keep_one=False) == []
+    hits = retriever.search("common rareword", dense=False)
+    assert hits[0].document.path == "doc7.txt"

@@ -18,6 +18,9 @@ MAX_QUERY_CHARS = 2000
 MAX_TERMS = 32
 RRF_K = 60
 CANDIDATES = 50
+# Common-word pruning for BM25 applies from this many passages, to words in more than this share.
+SELECTIVE_FROM = 20_000
+COMMON_SHARE = 0.05
 _TERM = re.compile(r"\w+", re.UNICODE)
 # Question words that only add noise to an OR-query (kept when a query has nothing else).
 _STOPWORDS = frozenset("""a an and are as at be been but by can did do does for from had has have how i if in
@@ -26,18 +29,23 @@ when where which who whom why will with would you your der die das und ist ein e
 welche welcher von zu mit den dem des im nicht auch sich hat haben wurde""".split())
 
 
-def fts_query(text: str) -> str:
+def query_terms(text: str) -> list[str]:
+    """The distinct lower-cased words of a query, question words dropped unless nothing else is left."""
+    terms = []
+    for term in _TERM.findall(text.lower()):
+        if term not in terms:
+            terms.append(term)
+    return ([t for t in terms if t not in _STOPWORDS] or terms)[:MAX_TERMS]
+
+
+def fts_query(text: str | list[str]) -> str:
     """Turn anything a person types into a safe FTS5 expression: each word a quoted term, OR-ed.
 
     Quoting neutralises operators (AND/OR/NOT/NEAR), column filters, `*`, `-` and `^`; words are
     extracted with \\w so punctuation, emoji and control characters cannot reach MATCH.
     """
-    terms = []
-    for term in _TERM.findall(text.lower()):
-        if term not in terms:
-            terms.append(term)
-    terms = [t for t in terms if t not in _STOPWORDS] or terms
-    return " OR ".join(f'"{term}"' for term in terms[:MAX_TERMS])
+    terms = query_terms(text) if isinstance(text, str) else text
+    return " OR ".join(f'"{term}"' for term in terms)
 
 
 def clean_query(text: str) -> str:
@@ -96,6 +104,7 @@ class Retriever:
         self.model_id = model_id
         self.dense = DenseIndex()
         self._documents: tuple[int, list[Document]] | None = None
+        self._doc_freq: tuple[int, int, dict[str, int]] = (-1, 0, {})
 
     def search(self, query: str, *, limit: int = 5, documents: list[Document] | None = None,
                since: str | None = None, dense: bool = True) -> list[Hit]:
@@ -106,8 +115,9 @@ class Retriever:
         if not docs:
             return []
         restrict = list(docs) if (documents is not None or since) else None
-        rankings = [self._bm25(query, restrict)]
-        if dense and self._encoder is not None:
+        use_dense = dense and self._encoder is not None
+        rankings = [self._bm25(query, restrict, keep_one=not use_dense)]
+        if use_dense:
             rankings.extend(self._dense_by_language(query, restrict))
         fused = reciprocal_rank_fusion(rankings)
         passages = self.store.passages_by_id(pid for pid, _ in fused[:limit * 4])
@@ -127,8 +137,30 @@ class Retriever:
             self._documents = (generation, self.store.documents())
         return self._documents[1]
 
-    def _bm25(self, query: str, restrict: list[str] | None) -> list[int]:
-        match = fts_query(query)
+    def _selective_terms(self, terms: list[str], keep_one: bool = True) -> list[str]:
+        """On a large index, drop words found in more than COMMON_SHARE of passages.
+
+        FTS5 scores every passage a term matches, so one very common word costs a scan of most of
+        the index while adding almost nothing to BM25 (its IDF is near zero). With `keep_one` the
+        rarest word is kept even then; without it (hybrid search, where the dense ranking carries
+        such a query) nothing is.
+        """
+        if len(terms) < 2:
+            return terms
+        generation = self.store.generation()
+        if self._doc_freq[0] != generation:  # counts are cached until the index changes
+            self._doc_freq = (generation, self.store.passage_count(), {})
+        _, total, freq = self._doc_freq
+        if total < SELECTIVE_FROM:
+            return terms
+        for term in terms:
+            if term not in freq:
+                freq[term] = self.store.term_passage_count(term)
+        kept = [t for t in terms if 0 < freq[t] <= COMMON_SHARE * total]
+        return kept or ([min(terms, key=freq.__getitem__)] if keep_one else [])
+
+    def _bm25(self, query: str, restrict: list[str] | None, keep_one: bool = True) -> list[int]:
+        match = fts_query(self._selective_terms(query_terms(query), keep_one))
         if not match:
             return []
         return [pid for pid, _ in self.store.bm25(match, CANDIDATES, restrict)]

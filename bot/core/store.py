@@ -68,6 +68,8 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         migrations.apply(db)
+        # per-term passage counts, read by search to skip words that are in most passages
+        db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_vocab USING fts5vocab(main, passages_fts, row)")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from exc
     return db
@@ -214,6 +216,10 @@ class Store:
                 f"WHERE p.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
             found.update(rows)
         return found
+
+    def term_passage_count(self, term: str) -> int:
+        row = self.db.execute("SELECT doc FROM temp.passages_vocab WHERE term = ?", [term]).fetchone()
+        return row[0] if row else 0
 
     def passage_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
