@@ -511,14 +511,14 @@ async def _burst(service: Service, result: StageResult) -> None:
     for platform, times in (("discord", acks[:BURST]), ("slack", acks[BURST:])):
         result.figures.update(percentiles(times, f"{platform} ack"))
         result.figures[f"{platform} ack max ms"] = round(max(times) * 1000, 2)
-        result.check(f"{platform} ack p99 (50 concurrent)", float(np.percentile(times, 99) * 1000), 3000)
+        result.check(f"{platform} ack p99 (50 concurrent)", float(np.percentile(times, 99) * 1000), 1000)
     result.figures["burst wall s (100 commands)"] = round(burst_s, 2)
     result.figures["long summary"] = f"/summary of {longest.chars:,} chars over Discord, acknowledged " \
                                      f"{burst_started - summary_started:.2f} s before the burst"
     result.figures["long summary still running after the burst"] = "yes" if summary_running else "no"
     result.notes.append("ack = Discord interaction callback (defer or answer) arriving at the fake, counted from "
                         "the gateway dispatch; Slack = HTTP response to the signed slash-command POST. "
-                        "Target: the platforms' 3 s deadline")
+                        "Target: issue 8's 1 s (the platforms allow 3 s)")
     if not summary_running:
         result.notes.append("the long summary finished before the burst ended: acks were not all measured "
                             "under model load")

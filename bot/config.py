@@ -32,7 +32,7 @@ class Settings:
     summarizer_model: str | None = None
     summarizer_url: str | None = None
     summarizer_api_key: str | None = None
-    model_threads: int = 1
+    model_threads: int = 2
     allow_private_urls: bool = False
     add_policy: str = "everyone"
     feed_minutes: int = 30
