@@ -68,3 +68,15 @@ def test_split_passages_handles_run_on_text_without_breaks():
     assert all(word_count(text[a:b]) <= 250 for a, b in spans)
     assert spans[0][0] == 0 and spans[-1][1] == len(text.rstrip())
     assert sum(word_count(text[a:b]) for a, b in spans) == 1000
+
+
+def test_folders_index_pdfs_and_skip_binary_junk(tmp_path, store: Store):
+    from tests.local_web import make_pdf
+
+    (tmp_path / "report.pdf").write_bytes(make_pdf(["Quarterly revenue grew by eleven percent."], "Q3 report"))
+    (tmp_path / "junk.txt").write_bytes(b"\x00\x01\x02binary" * 50)
+    report = index_paths(store, [tmp_path])
+    assert report.added == 1 and len(report.errors) == 1 and "junk.txt" in report.errors[0]
+    pdf = store.document_by_path(str((tmp_path / "report.pdf").resolve()))
+    assert pdf.title == "Q3 report" and "eleven percent" in store.document_text(pdf.id)
+    assert pdf.published == "2024-01-15"

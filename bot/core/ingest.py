@@ -12,7 +12,7 @@ from bot.core.models import Document, UserError
 from bot.core.store import Store, utcnow
 from summarizer.text import clean_control, guess_language, sentence_spans, word_count
 
-SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm"}
+SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 METADATA_FILE = "metadata.json"
 MIN_WORDS, MAX_WORDS = 80, 250
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -156,16 +156,16 @@ def build_document(text: str, *, path: str, title: str | None = None, url: str |
 
 
 def read_file(path: Path, sidecar: dict) -> tuple[str, dict]:
-    """Text and metadata of one supported file; sidecar entries override what the file says."""
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise UserError(f"{path.name}: binary file, not text")
-    body = raw.decode("utf-8", errors="replace")
-    meta: dict = {}
-    if path.suffix.lower() in (".html", ".htm"):
-        body, meta = html_to_text(body)
-    meta.update({k: v for k, v in sidecar.get(path.name, {}).items() if v is not None})
-    return body, meta
+    """Text and metadata of one supported file; sidecar entries override what the file says.
+
+    Files go through the same extraction as fetched URLs and attachments (HTML, PDF, text).
+    """
+    from bot.core.fetch import extract  # fetch builds on this module; imported here to avoid a cycle
+
+    extracted = extract(path.read_bytes(), content_type="", name=path.name)
+    meta = {"title": extracted.title, "published": extracted.published, "url": extracted.url}
+    meta.update(sidecar.get(path.name, {}))
+    return extracted.text, {k: v for k, v in meta.items() if v is not None}
 
 
 def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
