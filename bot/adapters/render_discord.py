@@ -100,7 +100,7 @@ def _web_url(url: str | None) -> str | None:
     """An http(s) URL safe inside `(<…>)`, or None for anything else (file paths, javascript:)."""
     if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
         return None
-    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._", errors="replace")
 
 
 def link(url: str | None, title: str, path: str | None = None) -> str:

@@ -68,7 +68,7 @@ def _url(url: str | None) -> str | None:
     """An http(s) URL usable inside `<…|…>`, or None when it is anything else (file path, javascript:)."""
     if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
         return None
-    return quote(url, safe="/:?#[]@!$'()*+,;=%&~-._").replace("&", "&amp;")
+    return quote(url, safe="/:?#[]@!$'()*+,;=%&~-._", errors="replace").replace("&", "&amp;")
 
 
 def link(url: str | None, label: str, path: str | None = None) -> str:
