@@ -68,7 +68,7 @@ class Models:
         """Cache key part for summaries: changes whenever the summarizing model changes."""
         if self.generator_model or self.generator_url:
             return self.generator.model_id
-        return f"extractive:{encoder_model_id(self.summary_encoder_name)}"
+        return f"extractive-v2:{encoder_model_id(self.summary_encoder_name)}"
 
     def summarize(self, passages: list[str], document_language: str, wanted_language: str) -> Summary:
         """Summary of a whole document; generators write in `wanted_language`, extracts keep the document's."""

@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from summarizer.encoder import Encoder
-from summarizer.text import split_sentences, word_count
+from summarizer.text import readable, split_sentences, word_count
 
 WINDOW_PASSAGES = 4
 PER_WINDOW = 3
@@ -31,7 +31,7 @@ def candidate_sentences(passages: list[str]) -> list[list[str]]:
     """Summary-worthy sentences per passage window (windows of WINDOW_PASSAGES passages)."""
     windows = []
     for start in range(0, len(passages), WINDOW_PASSAGES):
-        sentences = [s for p in passages[start:start + WINDOW_PASSAGES] for s in split_sentences(p)]
+        sentences = [readable(s) for p in passages[start:start + WINDOW_PASSAGES] for s in split_sentences(p)]
         windows.append([s for s in sentences if is_summary_sentence(s)])
     return windows
 

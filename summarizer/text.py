@@ -63,6 +63,20 @@ def guess_language(text: str) -> str:
     return best if scores[best] else "en"
 
 
+_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_FOOTNOTE = re.compile(r"\[\d+\]\([^)]*\)|\[\d+\]")
+_MD_LINE_START = re.compile(r"^\s*(?:[-*+]|\d+\.|#{1,6}|>)\s+", re.M)
+_MD_EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[_*](?=\S)|(?<=\S)[_*](?!\w)")
+
+
+def readable(text: str) -> str:
+    """Text as a person reads it: markdown links reduced to their text, footnotes, bullets,
+    heading marks and emphasis dropped, whitespace collapsed."""
+    text = _MD_LINK.sub(r"\1", _FOOTNOTE.sub("", text))
+    text = _MD_EMPHASIS.sub("", _MD_LINE_START.sub("", text))
+    return " ".join(text.split())
+
+
 def clean_control(text: str) -> str:
     """Drop control and format characters except newlines and tabs."""
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")

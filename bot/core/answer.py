@@ -7,7 +7,6 @@ configured generator may rephrase those same cited sentences; it never adds sour
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from bot.core.models import Document, Hit, Source
 from summarizer.encoder import Encoder
-from summarizer.text import sentence_spans, words
+from summarizer.text import readable, sentence_spans, words
 
 # Cosine similarity (multilingual-e5) a sentence needs to count as answering; below it we abstain.
 SUPPORT_THRESHOLD = 0.83
@@ -26,8 +25,6 @@ RUNNER_UP_MARGIN = 0.03
 RANK_WEIGHT = 0.01
 OVERLAP_WEIGHT = 0.15
 MIN_WORDS = 5
-_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_FOOTNOTE = re.compile(r"\[\d+\]\([^)]*\)|\[\d+\]")
 QUOTE_CHARS = 400
 _STOP = set("""a an the of to in on for and or is are was were be been who what when where which why how
 does do did has have had it its this that with by from as at about into than then there their they them
@@ -55,11 +52,6 @@ class _Candidate:
         return self.hit.passage.text[self.start:self.end]
 
 
-def _readable(sentence: str) -> str:
-    """Sentence text as a person reads it: markdown links reduced to their text, footnotes dropped."""
-    return _MARKDOWN_LINK.sub(r"\1", _FOOTNOTE.sub("", sentence)).strip()
-
-
 def _candidates(hits: list[Hit], question: str, embed: Callable[[list[str]], np.ndarray],
                 query: np.ndarray) -> list[_Candidate]:
     """Every prose sentence of the hits, with its predecessor (so "It has 128 experts." keeps its
@@ -68,13 +60,12 @@ def _candidates(hits: list[Hit], question: str, embed: Callable[[list[str]], np.
     for rank, hit in enumerate(hits):
         sentences = sentence_spans(hit.passage.text)
         for i, (a, b) in enumerate(sentences):
-            text = _readable(hit.passage.text[a:b])
-            if len(words(text)) < MIN_WORDS or text.startswith("#"):
-                continue
+            if len(words(readable(hit.passage.text[a:b]))) < MIN_WORDS or hit.passage.text[a] == "#":
+                continue  # too short to answer anything, or a heading
             # the claim is the sentence with its predecessor: what was embedded is what gets quoted
             start = sentences[i - 1][0] if i else a
             spans.append((rank, hit, start, b))
-            contexts.append(_readable(hit.passage.text[start:b]))
+            contexts.append(readable(hit.passage.text[start:b]))
     if not spans:
         return []
     scores = embed(contexts) @ query
@@ -134,14 +125,10 @@ def answer_question(question: str, hits: list[Hit], encoder: Encoder,
             doc = candidate.hit.document
             source = Source(len(sources) + 1, doc.id, doc.title, doc.link, doc.url, _quote(candidate), passage.id)
             sources.append(source)
-        parts.append(f"{_tidy(_readable(candidate.sentence))} [{source.n}]")
+        parts.append(f"{readable(candidate.sentence)} [{source.n}]")
     return Answer(" ".join(parts), sources, False, closest)
 
 
 def _same_claim(a: _Candidate, b: _Candidate) -> bool:
     overlap = set(words(a.sentence.lower())) & set(words(b.sentence.lower()))
     return len(overlap) / max(len(set(words(a.sentence.lower()))), 1) > 0.6
-
-
-def _tidy(sentence: str) -> str:
-    return re.sub(r"\s+", " ", sentence).strip()
