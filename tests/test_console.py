@@ -38,10 +38,11 @@ def test_command_line_parsing():
         "search", {"query": "who is ceo", "since": "2024-01-01"})
     assert parse_command_line('/search "NEAR(a b)" AND') == ("search", {"query": "NEAR(a b) AND"})
     assert parse_command_line("/search 'unbalanced") == ("search", {"query": "'unbalanced"})
+    assert parse_command_line("/summary What Ilya Saw") == ("summary", {"document": "What Ilya Saw"})
     assert to_request("@digestbot  what is new?").args == {"question": "what is new?"}
     assert to_request("   ") is None
     with pytest.raises(UserError):
-        parse_command_line("/summary a b c extra:1 document:x y")
+        parse_command_line("/sources extra words")
 
 
 def test_errors_and_help_speak_each_platforms_command_syntax(seeded_service):

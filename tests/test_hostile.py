@@ -248,7 +248,7 @@ async def test_injected_document_asked_about_on_slack_and_discord_pings_nobody(i
 SLACK_COMMANDS = {
     "lookup": "search <!here> <@U123> <!subteam^S1|@team> **x** `y` NEAR( \" AND &lt;@U9&gt;",
     "unknown-document": 'summary "<!channel> @everyone &amp; &lt;script&gt;"',
-    "too-many-arguments": "summary <!channel> <@U123>",  # refused by the parser: answered in the ack
+    "too-many-arguments": "sources <!channel> <@U123>",  # refused by the parser: answered in the ack
     "member-changes-digest": "digest schedule 09:00 <!here> <@U0ADMIN>",
     "too-long": "search " + "&lt;!here&gt; <@U1> " * 200,
     "control-characters": "search \x00\x07\x1b[31m \u202e <#C1|general> <https://evil.example|click>",

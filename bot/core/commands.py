@@ -95,7 +95,7 @@ def validate(request: Request) -> Command:
 
 # -- lookups ---------------------------------------------------------------------------------------
 QUERY = Param("query", "Words or a question to look for", greedy=True)
-DOCUMENT = Param("document", "Document id, file path or part of its title", autocomplete="documents")
+DOCUMENT = Param("document", "Document id, file path or part of its title", autocomplete="documents", greedy=True)
 
 
 @command("help")
