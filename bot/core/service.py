@@ -31,6 +31,18 @@ class Poster(Protocol):
     async def post(self, target: Target, reply: Reply) -> str: ...
 
 
+def _without_lone_surrogates(request: Request) -> Request:
+    """Platform JSON may decode to lone surrogates, which SQLite and the encoder cannot take."""
+    scrub = lambda text: _LONE_SURROGATE.sub("\ufffd", text) if isinstance(text, str) else text  # noqa: E731
+    return Request(
+        request.command,
+        {k: scrub(v) for k, v in request.args.items()},
+        dataclasses.replace(request.actor, id=scrub(request.actor.id), name=scrub(request.actor.name)),
+        dataclasses.replace(request.target, workspace=scrub(request.target.workspace),
+                            channel=scrub(request.target.channel), thread=scrub(request.target.thread)),
+    )
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -58,9 +70,7 @@ class Service:
     # -- the entry point for every adapter -------------------------------------------------------
     async def handle(self, request: Request) -> Reply:
         """Run a command; bad input and failures become a short Reply(ok=False), never an exception."""
-        # platform JSON may decode to lone surrogates, which SQLite and the encoder cannot take
-        request = dataclasses.replace(
-            request, args={k: _LONE_SURROGATE.sub("\ufffd", v) for k, v in request.args.items()})
+        request = _without_lone_surrogates(request)
         try:
             cmd = commands.validate(request)
             return await cmd.handler(self, request)
