@@ -154,11 +154,6 @@ class Store:
         return self._query_docs("id = ? OR path = ? OR lower(title) LIKE ? OR lower(path) LIKE ?",
                                 [needle, needle, like, like])
 
-    def documents_added_since(self, since: str | None) -> list[Document]:
-        if since is None:
-            return self._query_docs("1", [])
-        return self._query_docs("added_at > ?", [since])
-
     def replace_document(self, doc: Document, text: str, passages: list[tuple[int, int, str, str]]) -> None:
         """Insert or replace a document and its passages (start, end, text, hash) atomically."""
         with self.transaction():
@@ -272,11 +267,6 @@ class Store:
         # a bytearray keeps the matrix writable, which torch wants for a zero-copy view
         matrix = np.frombuffer(bytearray(b"".join(r[1] for r in rows)), dtype=np.float16).reshape(len(rows), -1)
         return ids, matrix
-
-    def drop_orphan_embeddings(self) -> None:
-        with self.transaction():
-            self.db.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM passages) "
-                            "AND model NOT LIKE '%#sentence'")
 
     # -- summary cache -------------------------------------------------------------------------
     def cached_summary(self, content_hash: str, model: str, language: str) -> tuple[str, str] | None:
