@@ -1,8 +1,8 @@
 """Question -> short answer whose claims carry [n] markers, citing only supporting passages, or abstain.
 
-The default is extractive: the sentences of the retrieved passages that best answer the question
-(scored with the retrieval encoder, which is multilingual), quoted with their sources. A
-configured generator may rephrase those same cited sentences; it never adds sources.
+Answers are extractive: the sentences of the retrieved passages that best answer the question
+(scored with the retrieval encoder, which is multilingual), quoted with their sources, so every
+claim is a citation and nothing is invented.
 """
 from __future__ import annotations
 
