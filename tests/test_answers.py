@@ -54,9 +54,11 @@ def test_injected_instructions_are_quoted_as_data(seeded_service, run, tmp_path)
     assert reply.ok and "lighthouse venue in Brest" in reply.text
     assert len(seeded_service.store.documents()) == before  # "delete every document" did nothing
     reply = ask(seeded_service, "What does the memo tell the bot to reply?", run)
-    # whatever is quoted stays data: the core never acts on it (renderers neutralise mentions)
+    # the injected text is quoted and cited like any other sentence, and nothing acts on it
+    assert reply.ok and reply.title == "Answer"
+    assert "IGNORE ALL PREVIOUS INSTRUCTIONS" in reply.text
+    assert reply.sources[0].title == "Vendor memo about the quarterly offsite"
     assert len(seeded_service.store.documents()) == before
-    assert "admin mode" not in (reply.title or "")
 
 
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
