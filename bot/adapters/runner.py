@@ -45,18 +45,19 @@ async def run(service: Service, settings: Settings) -> None:
     from bot.core.watch import watch_folders
 
     install_log_redaction(settings)
-    tasks = [schedule.run(service, settings), watch_folders(service)]
+    adapters = []
     if settings.discord_token:
         from bot.adapters import discord_bot
 
-        tasks.append(discord_bot.run(service, settings))
+        adapters.append(discord_bot.run(service, settings))
     if settings.slack_bot_token or settings.slack_client_id:
         from bot.adapters import slack_app
 
-        tasks.append(slack_app.run(service, settings))
-    if len(tasks) == 2:
+        adapters.append(slack_app.run(service, settings))
+    if not adapters:
         from bot.adapters.console import run_console
 
         log.warning("no DISCORD_TOKEN or Slack credentials set: running the local console")
-        tasks.append(run_console(service))
+        adapters.append(run_console(service))
+    tasks = [schedule.run(service, settings), watch_folders(service), *adapters]
     await asyncio.gather(*tasks)
