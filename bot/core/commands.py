@@ -5,6 +5,7 @@ own descriptions. Handlers take the Service and a Request and return a Reply.
 """
 from __future__ import annotations
 
+import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -193,8 +194,6 @@ def parse_command_line(line: str) -> tuple[str, dict[str, str]]:
     The longest registered command name wins ("digest schedule" over "digest"); `name:value`
     tokens set a param by name; other tokens fill params in order, a greedy param taking the rest.
     """
-    import shlex
-
     text = line.strip().lstrip("/").strip()
     try:
         tokens = shlex.split(text)

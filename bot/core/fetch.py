@@ -269,12 +269,6 @@ def extract(data: bytes, *, content_type: str, name: str, charset: str | None = 
 
 
 # -- indexing ------------------------------------------------------------------------------------
-def _document_with_hash(service: "Service", content_hash: str) -> Document | None:
-    row = service.store.db.execute("SELECT id FROM documents WHERE content_hash = ? LIMIT 1",
-                                   [content_hash]).fetchone()
-    return service.store.document(row[0]) if row else None
-
-
 def index_extracted(service: "Service", extracted: Extracted, *, link: str, title: str | None = None,
                     published: str | None = None) -> Added:
     """Store extracted text under its canonical URL (else `link`); the same text twice is a duplicate.
@@ -286,7 +280,7 @@ def index_extracted(service: "Service", extracted: Extracted, *, link: str, titl
     doc, text, passages = build_document(
         extracted.text, path=path, url=path, title=title or extracted.title,
         published=published or extracted.published, doc_id=existing.id if existing else None)
-    same = _document_with_hash(service, doc.content_hash)
+    same = service.store.document_by_hash(doc.content_hash)
     if same is not None:
         return Added(same, 0, "duplicate")
     service.store.replace_document(doc, text, passages)

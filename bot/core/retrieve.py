@@ -176,7 +176,7 @@ class Retriever:
         vector = self._encoder().embed_queries([query])[0]
         allowed = None
         if restrict is not None:
-            allowed = np.array([p.id for doc_id in restrict for p in self.store.passages(doc_id)], dtype=np.int64)
+            allowed = np.array(self.store.passage_ids(restrict), dtype=np.int64)
         ranked = [pid for pid, _ in self.dense.top(vector, CANDIDATES * 4, allowed)]
         languages = self.store.passage_languages(ranked)
         by_language: dict[str, list[int]] = {}

@@ -140,6 +140,9 @@ class Store:
     def document_by_path(self, path: str) -> Document | None:
         return next((d for d in self._query_docs("path = ?", [path])), None)
 
+    def document_by_hash(self, content_hash: str) -> Document | None:
+        return next(iter(self._query_docs("content_hash = ? LIMIT 1", [content_hash])), None)
+
     def _query_docs(self, where: str, params: list) -> list[Document]:
         rows = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE {where}", params).fetchall()
         return [_document(dict(zip(_DOC_COLUMNS.split(", "), row))) for row in rows]
@@ -191,6 +194,10 @@ class Store:
         rows = self.db.execute(
             "SELECT id, doc_id, ordinal, start, end, text FROM passages WHERE doc_id = ? ORDER BY ordinal", [doc_id])
         return [Passage(*row) for row in rows.fetchall()]
+
+    def passage_ids(self, doc_ids: list[str]) -> list[int]:
+        marks = ",".join("?" * len(doc_ids))
+        return [row[0] for row in self.db.execute(f"SELECT id FROM passages WHERE doc_id IN ({marks})", doc_ids)]
 
     def passages_by_id(self, ids: Iterable[int]) -> dict[int, Passage]:
         ids = list(ids)
