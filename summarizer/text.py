@@ -4,8 +4,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# A sentence ends at . ! ? (or their CJK forms) followed by space/quote, or at a line break.
+# A sentence may end at . ! ? (or their CJK forms) followed by space/quote, or at a line break;
+# `_ends_sentence` then rejects the periods of initials, abbreviations and German ordinals.
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’»)\]]*\s+|(?<=[。！？])|\n+")
+_ABBREVIATIONS = frozenset("""mr mrs ms dr prof st jr sr vs etc inc ltd co corp no nr vol fig approx ca e.g i.e
+u.s u.k u.n a.m p.m dept gen col lt sgt rev hon jan feb mar apr jun jul aug sep sept oct nov dec mt ft
+z.b d.h u.a bzw usw vgl bspw ggf evtl inkl sog zzgl abs str hr fr dipl ing""".split())
+_GERMAN_MONTHS = frozenset("""januar februar märz april mai juni juli august september oktober november
+dezember""".split())
+_LAST_TOKEN = re.compile(r"(\S+)\.$")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -23,6 +30,8 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     end = len(text) if end is None else end
     spans, cursor = [], start
     for match in _SENTENCE_END.finditer(text, start, end):
+        if not _ends_sentence(text, cursor, match.start(), match.end()):
+            continue
         spans.append((cursor, match.start() if match.group() else match.end()))
         cursor = match.end()
     spans.append((cursor, end))
@@ -35,6 +44,26 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         if b > a:
             stripped.append((a, b))
     return stripped
+
+
+def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
+    """False for a period that belongs to a word: an initial ("David O. Selznick"), a known
+    abbreviation ("Dr.", "z. B."), a German ordinal date ("19. November"), or any period
+    followed by a lower-case word ("etc. and")."""
+    if "\n" in text[stop:after] or text[stop - 1:stop] != ".":
+        return True
+    token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
+    following = text[after:after + 30].split(maxsplit=1)
+    next_word = following[0].strip("\"'“”‘’»«()[]").lower() if following else ""
+    if not token or not next_word:
+        return True
+    word = token.group(1).lstrip("(\"'“‘").lower()
+    if len(word) == 1 and word.isalpha() and (text[stop - 2].isupper() or re.fullmatch(r"\w\.", following[0])):
+        return False  # an initial, or the first half of "z. B." / "d. h."
+    if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in _GERMAN_MONTHS):
+        return False
+    first = following[0].lstrip("\"'“‘»«([")[:1]
+    return not first.islower()
 
 
 def split_sentences(text: str) -> list[str]:
@@ -80,3 +109,22 @@ def readable(text: str) -> str:
 def clean_control(text: str) -> str:
     """Drop control and format characters except newlines and tabs."""
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+
+
+# Speech fillers and false starts: dropped from answer lines and key points, never from quotes.
+_LEADING_FILLER = re.compile(
+    r"^(?:(?:so|yeah|yes|well|um+|uh+|oh|okay|ok|right|like|and|anyway|i mean|you know|look|basically|"
+    r"alright|all right|ja|also|na ja|genau)\b[,.]?\s+)+", re.I)
+_INLINE_FILLER = re.compile(r"(,?)\s+\b(?:you know|i mean|um+|uh+|like|sort of|kind of)\b,(?=\s)", re.I)
+_STUTTER = re.compile(r"\b((?:\w+['’]?\w*\s*){1,3}?)[,\s]+\1\b", re.I)
+
+
+def trim_fillers(sentence: str) -> str:
+    """A spoken sentence as a reader wants it: leading "So, yeah," and inline ", you know," gone,
+    repeated false starts ("it's, it's") collapsed, first letter capitalised."""
+    text = _INLINE_FILLER.sub(r"\1", sentence.strip())
+    text = _STUTTER.sub(r"\1", text)
+    trimmed = _LEADING_FILLER.sub("", text)
+    if len(words(trimmed)) < 3:  # the sentence was all filler: keep it as it was
+        trimmed = text
+    return trimmed[:1].upper() + trimmed[1:]
