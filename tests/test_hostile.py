@@ -196,7 +196,7 @@ def test_lone_surrogates_from_platform_json_are_bad_input_not_an_internal_error(
 def test_any_reply_renders_inert_and_within_limits(text, title, quote, path, url, sources, items, ok):
     reply = Reply(
         text=(text + " ") * 20, title=title, ok=ok,
-        sources=[Source(n, f"d{n}", title, url or path, url, quote, n) for n in range(1, sources + 1)],
+        sources=[Source(n, f"d{n}", title, path, url, quote, n) for n in range(1, sources + 1)],
         items=[DigestItem(f"d{n}", title, url or path, url, path, quote * 5, text[:20]) for n in range(items)])
     check_rendered(reply)
 

@@ -55,7 +55,7 @@ def unescape(text: str) -> str:
 
 
 def source(n, title="Doc", url="https://example.org/doc", quote="q"):
-    return Source(n=n, doc_id=f"d{n}", title=title, link=url or f"/docs/d{n}.md", url=url, quote=quote)
+    return Source(n=n, doc_id=f"d{n}", title=title, path=f"/docs/d{n}.md", url=url, quote=quote)
 
 
 def test_escape_covers_slack_control_characters():

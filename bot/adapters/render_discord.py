@@ -116,7 +116,7 @@ def link(url: str | None, title: str, path: str | None = None) -> str:
 
 
 def sources_block(sources: Sequence[Source]) -> str:
-    lines = [f"[{s.n}] " + link(s.url, s.title, None if s.url else s.link) for s in sources]
+    lines = [f"[{s.n}] " + link(s.url, s.title, None if s.url else s.path) for s in sources]
     return "**Sources**\n" + "\n".join(lines)
 
 

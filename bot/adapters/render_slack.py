@@ -104,7 +104,7 @@ def _context(texts: Sequence[str]) -> dict[str, Any]:
 
 
 def _source_blocks(sources: Sequence[Source]) -> list[dict[str, Any]]:
-    refs = [link(s.url, f"[{s.n}] {s.title}", None if s.url else s.link) for s in sources]
+    refs = [link(s.url, f"[{s.n}] {s.title}", None if s.url else s.path) for s in sources]
     return [_context(refs[i : i + CONTEXT_ELEMENTS]) for i in range(0, len(refs), CONTEXT_ELEMENTS)]
 
 

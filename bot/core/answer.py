@@ -33,10 +33,11 @@ he she his her i you we our your my me""".split())
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
+    text: str  # markdown: the short answer in bold when one was found, then the cited sentences
     sources: list[Source]
     abstained: bool
     closest: list[Document]
+    short: str | None = None  # the short answer phrase ("10 million tokens"), when found
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def answer_question(question: str, hits: list[Hit], encoder: Encoder,
         source = next((s for s in sources if s.passage_id == passage.id), None)
         if source is None:
             doc = candidate.hit.document
-            source = Source(len(sources) + 1, doc.id, doc.title, doc.link, doc.url, _quote(candidate), passage.id)
+            source = Source(len(sources) + 1, doc.id, doc.title, doc.path, doc.url, _quote(candidate), passage.id)
             sources.append(source)
         parts.append(f"{readable(candidate.sentence)} [{source.n}]")
     return Answer(" ".join(parts), sources, False, closest)

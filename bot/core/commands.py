@@ -119,7 +119,7 @@ async def search_command(service: "Service", request: Request) -> Reply:
         return Reply(f"No passages match _{query.strip()[:200]}_.", title="Search",
                      data={"query": query, "results": []})
     snippets = [snippet(h.passage.text) for h in hits]
-    sources = [Source(i, h.document.id, h.document.title, h.document.link, h.document.url, "", h.passage.id)
+    sources = [Source(i, h.document.id, h.document.title, h.document.path, h.document.url, "", h.passage.id)
                for i, h in enumerate(hits, 1)]
     lines = [f"[{s.n}] **{s.title}**: {text}" for s, text in zip(sources, snippets)]
     results = [{"doc_id": h.document.id, "title": h.document.title, "path": h.document.path,
@@ -136,7 +136,7 @@ async def sources_command(service: "Service", request: Request) -> Reply:
     docs = service.store.documents()
     if not docs:
         return Reply("Nothing is indexed yet.", title="Sources", data={"documents": []})
-    sources = [Source(i, d.id, d.title, d.link, d.url, "") for i, d in enumerate(docs, 1)]
+    sources = [Source(i, d.id, d.title, d.path, d.url, "") for i, d in enumerate(docs, 1)]
     lines = [f"[{s.n}] **{d.title}** ({d.language}, {d.published or 'undated'}, {d.chars:,} chars) `{d.id}`"
              for s, d in zip(sources, docs)]
     data = {"documents": [{"doc_id": d.id, "title": d.title, "path": d.path, "url": d.url,
@@ -161,7 +161,7 @@ async def summary_command(service: "Service", request: Request) -> Reply:
     note = ""
     if summary.language.lower() != service.settings.language.lower():
         note = f"\n_Summary in {summary.language}, the document's language: the summarizer does not translate._"
-    source = Source(1, doc.id, doc.title, doc.link, doc.url, "")
+    source = Source(1, doc.id, doc.title, doc.path, doc.url, "")
     return Reply(f"{summary.text} [1]{note}", [source], title=f"Summary: {doc.title}",
                  data={"doc_id": doc.id, "title": doc.title, "summary": summary.text,
                        "language": summary.language, "model": summary.model_id})
@@ -172,7 +172,7 @@ async def ask_command(service: "Service", request: Request) -> Reply:
     """Answer a question from the indexed documents, with cited sources."""
     answer = await service.ask(request.args["question"])
     data = {"question": request.args["question"], "answer": answer.text, "abstained": answer.abstained,
-            "sources": [{"n": s.n, "doc_id": s.doc_id, "title": s.title, "link": s.link, "quote": s.quote}
+            "sources": [{"n": s.n, "doc_id": s.doc_id, "title": s.title, "path": s.path, "url": s.url, "quote": s.quote}
                         for s in answer.sources]}
     if answer.abstained:
         text = "I found nothing in the indexed documents that answers this."

@@ -316,7 +316,7 @@ def added_reply(added: Added) -> Reply:
     if added.status == "duplicate":
         raise UserError(f"Already indexed as **{doc.title}** (`{doc.id}`); nothing was changed.")
     verb = "Added" if added.status == "added" else "Updated"
-    source = Source(1, doc.id, doc.title, doc.link, doc.url, "")
+    source = Source(1, doc.id, doc.title, doc.path, doc.url, "")
     return Reply(f"{verb} **{doc.title}** ({added.passages} passages) [1].", [source], title=verb,
                  data={"status": added.status, "doc_id": doc.id, "title": doc.title, "url": doc.url,
                        "published": doc.published, "passages": added.passages})

@@ -92,10 +92,15 @@ class Source:
     n: int
     doc_id: str
     title: str
-    link: str
+    path: str
     url: str | None
     quote: str
     passage_id: int | None = None
+
+    @property
+    def link(self) -> str:
+        """What the citation points at: the URL when known, else the indexed file path."""
+        return self.url or self.path
 
 
 @dataclass(frozen=True)

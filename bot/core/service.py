@@ -113,7 +113,7 @@ class Service:
         doc = passage and self.store.document(passage.doc_id)
         if not doc:
             return None
-        return Source(1, doc.id, doc.title, doc.link, doc.url, passage.text, passage.id)
+        return Source(1, doc.id, doc.title, doc.path, doc.url, passage.text, passage.id)
 
     # -- model-backed operations (all in the worker) ---------------------------------------------
     async def search(self, query: str, *, documents: list[Document] | None = None, since: str | None = None,
@@ -122,8 +122,12 @@ class Service:
         return await self.in_worker(self.retriever.search, query, limit=limit, documents=documents, since=since)
 
     async def ask(self, question: str) -> Answer:
-        hits = await self.search(question, limit=ASK_PASSAGES)
-        return await self.in_worker(answer_question, question, hits, self.models.encoder, self.embed_sentences)
+        return await self.in_worker(self.answer, question)
+
+    def answer(self, question: str) -> Answer:
+        """Retrieve, then answer (synchronous: the worker, the CLI batch mode and the evals call it)."""
+        hits = self.retriever.search(question, limit=ASK_PASSAGES)
+        return answer_question(question, hits, self.models.encoder, self.embed_sentences)
 
     def embed_sentences(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors, cached in SQLite like passage vectors, so warm questions skip the encoder."""
