@@ -53,6 +53,11 @@ class Models:
         return load_generator(self.generator_model, self.generator_url,
                               api_key=self.generator_api_key, threads=self.threads)
 
+    @property
+    def generates(self) -> bool:
+        """Whether a generator is configured (a local model or a server)."""
+        return bool(self.generator_model or self.generator_url)
+
     def close(self) -> None:
         """Release what a loaded generator holds open (the HTTP client of a server backend)."""
         generator = self.__dict__.get("generator")

@@ -21,6 +21,8 @@ from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserE
 from bot.core.retrieve import Retriever, parse_since
 from bot.core.store import Store, StoreError
 from summarizer import Models, Summary
+from summarizer.generative import GenerationError
+from summarizer.grounded import grounded_answer
 
 log = logging.getLogger(__name__)
 ASK_PASSAGES = 6
@@ -125,9 +127,22 @@ class Service:
         return await self.in_worker(self.answer, question)
 
     def answer(self, question: str) -> Answer:
-        """Retrieve, then answer (synchronous: the worker, the CLI batch mode and the evals call it)."""
+        """Retrieve, then answer (synchronous: the worker, the CLI batch mode and the evals call it).
+
+        The extractive answer comes first: it is the evidence check (abstaining when nothing is close
+        enough) and the fallback. With a generator configured, a grounded generated answer over the
+        same passages replaces it when at least one generated claim is supported by its passage.
+        """
         hits = self.retriever.search(question, limit=ASK_PASSAGES)
-        return answer_question(question, hits, self.models.encoder, self.embed_sentences)
+        extractive = answer_question(question, hits, self.models.encoder, self.embed_sentences)
+        if extractive.abstained or not self.models.generates:
+            return extractive
+        try:
+            return grounded_answer(question, hits, self.models.generator, self.models.encoder, extractive,
+                                   self.embed_sentences)
+        except GenerationError as exc:
+            log.warning("generated answer failed, answering extractively: %s", exc)
+            return extractive
 
     def embed_sentences(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors, cached in SQLite like passage vectors, so warm questions skip the encoder."""
