@@ -206,6 +206,7 @@ class Tally:
     unanswerable: int = 0
     fact: int = 0
     quote: int = 0
+    cited: int = 0  # a cited source is the gold document
     abstained_answerable: int = 0
     abstained_unanswerable: int = 0
 
@@ -219,18 +220,27 @@ class Tally:
         quote = any(contains_any(s.quote, item["answers"]) for s in answer.sources)
         self.fact += fact
         self.quote += quote
+        self.cited += any(is_gold_path(s.path, item["doc"]) for s in answer.sources)
         self.abstained_answerable += answer.abstained
         return fact, quote
 
     def row(self, label: str) -> str:
         pct = lambda a, b: f"{a / b:6.1%}" if b else "     -"  # noqa: E731
         return (f"{label:<14} {self.n:>4} {pct(self.fact, self.n)} {pct(self.quote, self.n)} "
+                f"{pct(self.cited, self.n)} "
                 f"{pct(self.abstained_answerable, self.n)}   {self.unanswerable:>4} "
                 f"{pct(self.abstained_unanswerable, self.unanswerable)}")
 
 
-DEV_HEADER = (f"{'dev set':<14} {'n':>4} {'fact':>6} {'quote':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
-              f"{'':<14} {'':>4} {'':>6} {'':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
+DEV_HEADER = (f"{'dev set':<14} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
+              f"{'':<14} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
+DEV_LEGEND = ("fact: a gold answer in the answer text; quote: in a cited quote; source: the gold document is "
+              "cited;\nabst. (ans): answerable questions abstained on (lower is better); n-un: unanswerable "
+              "look-alikes; abst. (unans): abstained on (higher is better).")
+
+
+def is_gold_path(path: str, key: str | None) -> bool:
+    return bool(key) and path.replace("\\", "/").endswith(f"/{key}.txt")
 
 
 def _groups(item: dict) -> list[str]:
@@ -251,13 +261,15 @@ def evaluate_dev(service: "Service", questions: list[dict], show_misses: set[str
         if item["split"] in show_misses and not fact:
             shown = re.sub(r"\s+", " ", answer.text)[:200] or "(abstained)"
             gold = "/".join(item["answers"]) or "(unanswerable)"
-            log(f"  miss [{item['id']}] {item['q']} | gold: {gold} | got: {shown}")
+            cited = ", ".join(sorted({"/".join(Path(src.path).with_suffix("").parts[-2:]) for src in answer.sources}))
+            log(f"  miss [{item['id']}] {item['q']} | gold: {gold} in {item['doc']} | got: {shown} | cited: {cited or '-'}")
         if i % 50 == 0:
             print(f"  ... {i}/{len(questions)} questions", file=sys.stderr)
     return tallies
 
 
 def print_dev_table(tallies: dict[str, Tally]) -> None:
+    print(DEV_LEGEND)
     print(DEV_HEADER)
     for split in ("tune", "report"):
         if split in tallies:
