@@ -1,34 +1,59 @@
-"""Question -> short answer whose claims carry [n] markers, citing only supporting passages, or abstain.
+"""Question -> the short answer first, then the sentence that supports it with its [n], or abstain.
 
-Answers are extractive: the sentences of the retrieved passages that best answer the question
-(scored with the retrieval encoder, which is multilingual), quoted with their sources, so every
-claim is a citation and nothing is invented.
+Answers are extractive, so every claim is a citation and nothing is invented:
+1. the question is analysed for the kind of answer it wants (`bot.core.question`);
+2. every sentence of the retrieved passages is a candidate, read with the sentence before it (so
+   "It has 128 experts." keeps its subject, and the answer that follows an FAQ question or a
+   sentence naming the subject is found); candidates are scored for meaning (multilingual e5
+   cosine), for holding the question's words, and for holding a phrase of the wanted kind that
+   the question does not already contain;
+3. sentences that restate the question (questions, headings, the title) are never the answer;
+4. the bot abstains unless the best candidate is close in meaning and, within one language,
+   holds the question's rarer words: look-alike documents about the same subject do not answer.
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from bot.core.models import Document, Hit, Source
+from bot.core.question import STOPWORDS, Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
-from summarizer.text import readable, sentence_spans, words
+from summarizer.text import readable, sentence_spans, trim_fillers, words
 
-# Cosine similarity (multilingual-e5) a sentence needs to count as answering; below it we abstain.
-SUPPORT_THRESHOLD = 0.83
-# Extra sentences are cited only when nearly as good as the best one.
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How a candidate's evidence adds up: e5 cosine between the question and the sentence with its
+    context, plus bonuses for the question's words it holds (`coverage`), for a phrase of the wanted
+    kind (`phrase`, more with the question's words close to it: `near`), for the passage's retrieval
+    rank and for being in another language than the question (`other_language`: the small
+    multilingual encoder scores same-language text higher). The best candidate must reach
+    `min_evidence` or the bot abstains. Fitted on the tune half of the dev set: `python -m
+    tests.fit_answer` prints the fit; tests/answer_eval.py reports the held-out half."""
+
+    coverage: float = 0.1
+    phrase: float = 0.04
+    near: float = 0.1
+    rank: float = 0.01
+    other_language: float = 0.0
+    min_evidence: float = 0.88
+
+
+WEIGHTS = Weights()
+PHRASE_REACH = 6  # words either side of a phrase in which the question's words count as near
+# Extra sentences are cited only for answers without a short phrase, and when nearly as good.
 MAX_SENTENCES = 2
-RUNNER_UP_MARGIN = 0.03
-# Small tie-breakers added to the cosine: the passage's retrieval rank and the question's words present.
-RANK_WEIGHT = 0.01
-OVERLAP_WEIGHT = 0.15
-MIN_WORDS = 5
+RUNNER_UP_MARGIN = 0.02
+MIN_WORDS = 3
 QUOTE_CHARS = 400
-_STOP = set("""a an the of to in on for and or is are was were be been who what when where which why how
-does do did has have had it its this that with by from as at about into than then there their they them
-he she his her i you we our your my me""".split())
+_ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
+                      r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -43,51 +68,170 @@ class Answer:
 @dataclass(frozen=True)
 class _Candidate:
     hit: Hit
-    start: int  # offsets inside the passage text
+    start: int  # the claim sentence, as offsets in the passage text
     end: int
-    similarity: float  # cosine to the question: decides whether anything answers at all
-    score: float  # similarity plus tie-breakers: decides which sentences answer best
+    context: int  # where the sentence before it starts: what was embedded and what gets quoted
+    similarity: float
+    coverage: float
+    phrase: tuple[int, int] | None  # a phrase of the wanted kind inside the claim sentence
+    near: float
+    other_language: bool
+    rank: float  # 1 for the first retrieved passage, towards 0 for the last
+
+    def score(self, weights: Weights) -> float:
+        bonus = weights.phrase + weights.near * self.near if self.phrase else 0.0
+        return (self.similarity + weights.coverage * self.coverage + weights.rank * self.rank
+                + weights.other_language * self.other_language + bonus)
 
     @property
     def sentence(self) -> str:
         return self.hit.passage.text[self.start:self.end]
 
+    @property
+    def short(self) -> str | None:
+        return readable(self.hit.passage.text[self.phrase[0]:self.phrase[1]]) if self.phrase else None
 
-def _candidates(hits: list[Hit], question: str, embed: Callable[[list[str]], np.ndarray],
+
+def answer_question(question: str, hits: list[Hit], encoder: Encoder,
+                    embed: Callable[[list[str]], np.ndarray] | None = None, weights: Weights = WEIGHTS) -> Answer:
+    """Pick the sentence that answers, lead with its short answer; abstain when the evidence is thin.
+
+    `embed` embeds sentences (the service passes a cached one); default: the encoder directly.
+    """
+    candidates = candidates_for(question, hits, encoder, embed)
+    return answer_from(candidates, hits, weights)
+
+
+def candidates_for(question: str, hits: list[Hit], encoder: Encoder,
+                   embed: Callable[[list[str]], np.ndarray] | None = None) -> list[_Candidate]:
+    """Every answer-shaped sentence of the hits with its evidence, unscored (the model work)."""
+    query = encoder.embed_queries([question])[0]
+    return _candidates(hits, analyse(question), embed or encoder.embed_passages, query)
+
+
+def answer_from(candidates: list[_Candidate], hits: list[Hit], weights: Weights = WEIGHTS) -> Answer:
+    """The answer the candidates support under `weights` (no model work: the fit reruns this)."""
+    closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
+    scores = {id(c): c.score(weights) for c in candidates}
+    ranked = sorted(candidates, key=lambda c: -scores[id(c)])
+    if not ranked or scores[id(ranked[0])] < weights.min_evidence:
+        return Answer("", [], True, closest)
+    chosen = [ranked[0]]
+    if ranked[0].phrase is None:
+        for candidate in ranked[1:]:
+            if len(chosen) == MAX_SENTENCES or scores[id(candidate)] < scores[id(ranked[0])] - RUNNER_UP_MARGIN:
+                break
+            if not any(_same_claim(candidate, c) for c in chosen):
+                chosen.append(candidate)
+    sources: list[Source] = []
+    lines = []
+    for candidate in chosen:
+        source = next((s for s in sources if s.passage_id == candidate.hit.passage.id), None)
+        if source is None:
+            doc = candidate.hit.document
+            source = Source(len(sources) + 1, doc.id, doc.title, doc.path, doc.url, _quote(candidate),
+                            candidate.hit.passage.id)
+            sources.append(source)
+        lines.append(f"{_claim_text(candidate)} [{source.n}]")
+    short = chosen[0].short
+    text = " ".join(lines)
+    return Answer(f"**{short}**\n{text}" if short else text, sources, False, closest, short)
+
+
+def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], np.ndarray],
                 query: np.ndarray) -> list[_Candidate]:
-    """Every prose sentence of the hits, with its predecessor (so "It has 128 experts." keeps its
-    subject), scored: cosine to the question plus small rank/overlap boosts."""
+    """Every answer-shaped sentence of the hits with the sentence before it, best first."""
     spans, contexts = [], []
     for rank, hit in enumerate(hits):
-        sentences = sentence_spans(hit.passage.text)
+        text = hit.passage.text
+        sentences = sentence_spans(text)
         for i, (a, b) in enumerate(sentences):
-            if len(words(readable(hit.passage.text[a:b]))) < MIN_WORDS or hit.passage.text[a] == "#":
-                continue  # too short to answer anything, or a heading
-            # the claim is the sentence with its predecessor: what was embedded is what gets quoted
-            start = sentences[i - 1][0] if i else a
-            spans.append((rank, hit, start, b))
-            contexts.append(readable(hit.passage.text[start:b]))
+            if _restates(text[a:b], hit.document.title, asked) or len(words(readable(text[a:b]))) < MIN_WORDS:
+                continue
+            context = sentences[i - 1][0] if i else a
+            spans.append((rank, hit, context, a, b))
+            contexts.append(readable(text[context:b]))
     if not spans:
         return []
-    scores = embed(contexts) @ query
-    overlaps = _overlap_scores(question, [hit.passage.text[a:b] for _, hit, a, b in spans])
+    similarities = embed(contexts) @ query
+    coverages, idf = _coverage(asked, [(hit, hit.passage.text[c:b], hit.passage.text[a:b])
+                                       for _, hit, c, a, b in spans])
     candidates = []
-    for (rank, hit, a, b), score, overlap in zip(spans, scores, overlaps):
-        boost = RANK_WEIGHT * (1 - rank / len(hits)) + OVERLAP_WEIGHT * overlap
-        candidates.append(_Candidate(hit, a, b, float(score), float(score) + boost))
-    return sorted(candidates, key=lambda c: -c.score)
+    for (rank, hit, context, a, b), similarity, coverage in zip(spans, similarities, coverages):
+        phrase, near = _best_phrase(hit, a, b, asked, idf)
+        candidates.append(_Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
+                                     hit.document.language != asked.language, 1 - rank / len(hits)))
+    return candidates
 
 
-def _overlap_scores(question: str, sentences: list[str]) -> list[float]:
-    """Share of the question's content words each sentence contains, weighted by rarity among
-    the candidates (so "interim" counts for more than "CEO" when every sentence says CEO)."""
-    wanted = {w.lower() for w in words(question) if w.lower() not in _STOP}
-    present = [{w.lower() for w in words(s)} for s in sentences]
-    if not wanted or not sentences:
-        return [0.0] * len(sentences)
-    idf = {w: math.log((1 + len(sentences)) / (1 + sum(w in p for p in present))) + 1 for w in wanted}
-    total = sum(idf.values())
-    return [sum(idf[w] for w in wanted & p) / total for p in present]
+def _restates(sentence: str, title: str, asked: Question) -> bool:
+    """A question, a heading, the title, or a sentence that adds at most one word to the question's
+    and no number ("So, and that's the Llama 4 Scout."): it names the subject but answers nothing."""
+    line = readable(sentence)
+    stems, title_stems = _stems(line), _stems(title)
+    added = stems - _stems(asked.text)
+    return (line.endswith("?") or sentence.lstrip().startswith("#")
+            or (line[-1:] not in ".!\"'”’)" and len(words(line)) < 16)
+            or (len(added) <= 1 and not any(w[0].isdigit() for w in added))
+            or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3))
+
+
+def _stems(text: str) -> set[str]:
+    """Stems of the content words, so "director" meets "directed" and "founder" meets "founded"."""
+    return {stem(w) for w in words(text) if len(w) > 1 and w.lower() not in STOPWORDS}
+
+
+def _coverage(asked: Question, candidates: list[tuple[Hit, str, str]]) -> tuple[list[float], dict[str, float]]:
+    """Share of the question's words each candidate (hit, sentence with context, sentence) holds,
+    weighted by rarity among the candidates (returned too, by stem); the sentence itself counts as
+    much as its context, so a sentence does not win on words only its predecessor holds.
+
+    Across languages only names and numbers are comparable, so those alone count there; a
+    question with none of them is not judged by its words at all.
+    """
+    wanted_all = {stem(w) for w in asked.content}
+    names = {stem(w) for w in words(asked.text)[1:] if w[:1].isupper() or w.isdigit()}
+    present = [(_stems(window), _stems(sentence)) for _, window, sentence in candidates]
+    idf = {w: math.log((1 + len(present)) / (1 + sum(w in p for p, _ in present))) + 1 for w in wanted_all}
+    scores = []
+    for (hit, _, _), (in_window, in_sentence) in zip(candidates, present):
+        wanted = wanted_all if hit.document.language == asked.language else names & wanted_all
+        total = sum(idf[w] for w in wanted)
+        held = sum(idf[w] for w in wanted & in_window) + sum(idf[w] for w in wanted & in_sentence)
+        scores.append(held / (2 * total) if total else 1.0)
+    return scores, idf
+
+
+def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
+                 idf: dict[str, float]) -> tuple[tuple[int, int] | None, float]:
+    """The phrase of the wanted kind with most of the question's words close around it (passage
+    offsets), and the rarity-weighted share of the question's words within PHRASE_REACH words of it."""
+    if not asked.wants_phrase:
+        return None, 0.0
+    sentence = hit.passage.text[start:end]
+    found = phrases(sentence, asked, hit.document.language)
+    if not found:
+        return None, 0.0
+    tokens = [(m.start(), m.end(), stem(m.group())) for m in re.finditer(r"\w+", sentence)]
+    total = sum(idf.values()) or 1.0
+
+    def nearby(span: tuple[int, int]) -> float:
+        inside = [i for i, (a, b, _) in enumerate(tokens) if a < span[1] and b > span[0]] or [0]
+        lo, hi = max(inside[0] - PHRASE_REACH, 0), inside[-1] + PHRASE_REACH + 1
+        return sum(idf.get(stem, 0.0) for stem in {stem for _, _, stem in tokens[lo:hi]}) / total
+
+    best = max(found, key=nearby)
+    return (start + best[0], start + best[1]), nearby(best)
+
+
+def _claim_text(candidate: _Candidate) -> str:
+    """The sentence as the answer line shows it: fillers trimmed, and the sentence before it kept
+    when this one opens with a pronoun that only that sentence explains."""
+    claim = trim_fillers(readable(candidate.sentence))
+    if candidate.context < candidate.start and _ANAPHOR.match(claim):
+        before = candidate.hit.passage.text[candidate.context:candidate.start]
+        claim = f"{trim_fillers(readable(before))} {claim}"
+    return claim
 
 
 def _quote(candidate: _Candidate) -> str:
@@ -95,39 +239,9 @@ def _quote(candidate: _Candidate) -> str:
     text = candidate.hit.passage.text
     end = candidate.end
     following = next(((a, b) for a, b in sentence_spans(text) if a >= end), None)
-    if following and following[1] - candidate.start <= QUOTE_CHARS:
+    if following and following[1] - candidate.context <= QUOTE_CHARS:
         end = following[1]
-    return text[candidate.start:end]
-
-
-def answer_question(question: str, hits: list[Hit], encoder: Encoder,
-                    embed: Callable[[list[str]], np.ndarray] | None = None) -> Answer:
-    """Pick the sentences that answer; cite each one's passage; abstain when none is close enough.
-
-    `embed` embeds sentences (the service passes a cached one); default: the encoder directly.
-    """
-    query = encoder.embed_queries([question])[0]
-    ranked = _candidates(hits, question, embed or encoder.embed_passages, query)
-    closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
-    if not ranked or max(c.similarity for c in ranked) < SUPPORT_THRESHOLD:
-        return Answer("", [], True, closest)
-    chosen = [ranked[0]]
-    for candidate in ranked[1:]:
-        if len(chosen) == MAX_SENTENCES or candidate.score < ranked[0].score - RUNNER_UP_MARGIN:
-            break
-        if not any(_same_claim(candidate, c) for c in chosen):
-            chosen.append(candidate)
-    sources: list[Source] = []
-    parts = []
-    for candidate in chosen:
-        passage = candidate.hit.passage
-        source = next((s for s in sources if s.passage_id == passage.id), None)
-        if source is None:
-            doc = candidate.hit.document
-            source = Source(len(sources) + 1, doc.id, doc.title, doc.path, doc.url, _quote(candidate), passage.id)
-            sources.append(source)
-        parts.append(f"{readable(candidate.sentence)} [{source.n}]")
-    return Answer(" ".join(parts), sources, False, closest)
+    return text[candidate.context:end]
 
 
 def _same_claim(a: _Candidate, b: _Candidate) -> bool:

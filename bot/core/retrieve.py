@@ -107,7 +107,10 @@ class Retriever:
         self._doc_freq: tuple[int, int, dict[str, int]] = (-1, 0, {})
 
     def search(self, query: str, *, limit: int = 5, documents: list[Document] | None = None,
-               since: str | None = None, dense: bool = True) -> list[Hit]:
+               since: str | None = None, dense: bool = True, each_language: int = 0) -> list[Hit]:
+        """The `limit` best passages by fused rank. With `each_language`, that many of every
+        language's best dense passages are kept among them: keyword matches in the question's
+        language must not push out the passage in another language that answers it."""
         query = clean_query(query)
         docs = {d.id: d for d in (documents if documents is not None else self.all_documents())}
         if since:
@@ -120,15 +123,13 @@ class Retriever:
         if use_dense:
             rankings.extend(self._dense_by_language(query, restrict))
         fused = reciprocal_rank_fusion(rankings)
-        passages = self.store.passages_by_id(pid for pid, _ in fused[:limit * 4])
-        hits = []
-        for pid, score in fused:
-            passage = passages.get(pid)
-            if passage and passage.doc_id in docs:
-                hits.append(Hit(passage, docs[passage.doc_id], score))
-            if len(hits) == limit:
-                break
-        return hits
+        kept = {pid for ranking in rankings[1:] for pid in ranking[:each_language]}
+        passages = self.store.passages_by_id({pid for pid, _ in fused[:limit * 4]} | kept)
+        hits = [Hit(passages[pid], docs[passages[pid].doc_id], score) for pid, score in fused
+                if pid in passages and passages[pid].doc_id in docs]
+        first = [hit for hit in hits if hit.passage.id in kept]
+        rest = [hit for hit in hits if hit.passage.id not in kept][:max(limit - len(first), 0)]
+        return sorted(first + rest, key=lambda hit: -hit.score)
 
     def all_documents(self) -> list[Document]:
         """Every document, re-read only when the index changed (a full read costs ~0.3 s at 1M passages)."""

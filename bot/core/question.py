@@ -1,0 +1,178 @@
+"""What a question asks for, and the phrases of that kind a sentence holds.
+
+Rules, not a model: the wh-word and the noun after it give the kind of answer wanted (person,
+organisation, place, number, date, yes-no, definition, list), in English and German; regular
+expressions find phrases of that kind in a candidate sentence. A phrase the question already
+contains is never an answer ("Who founded Amazon?" is not answered by "Amazon").
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from summarizer.text import guess_language, words
+
+PERSON, ORGANISATION, PLACE, NUMBER, DATE = "person", "organisation", "place", "number", "date"
+YES_NO, DEFINITION, LIST, OTHER = "yes-no", "definition", "list", "other"
+# Kinds whose answer is a short phrase that can lead the reply in bold.
+PHRASE_KINDS = frozenset({PERSON, ORGANISATION, PLACE, NUMBER, DATE, LIST})
+
+STOPWORDS = frozenset("""a an the of to in on for and or is are was were be been being who whom whose what
+when where which why how does do did has have had it its this that these those with by from as at about into
+than then there their they them he she his her i you we our your my me not no can could would should will
+shall may might must so if but also just very much many more most some any all one ever else such
+der die das des dem den ein eine einer eines einem einen und oder ist sind war waren wird werden wurde
+wurden hat haben hatte wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher
+welches welchen welchem mit von zu zum zur im in am an auf aus bei für nach über unter um nicht kein
+keine auch sich es er sie wir ihr man noch nur schon sehr viel viele mehr""".split())
+
+_MONTHS_EN = "january|february|march|april|may|june|july|august|september|october|november|december"
+_MONTHS_DE = "januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
+_MONTHS_SHORT = "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+_MONTH = rf"(?:{_MONTHS_EN}|{_MONTHS_DE}|{_MONTHS_SHORT})\.?"
+_YEAR = r"(?:1[0-9]{3}|20[0-9]{2})"
+_DATE = re.compile(
+    rf"\b(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+{_YEAR})?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th|\.)?\s+(?:of\s+)?{_MONTH}(?:,?\s+{_YEAR})?"
+    rf"|{_MONTH}\s+{_YEAR}"
+    rf"|(?:early|late|mid|the|in|since|around|circa|c\.|um|seit|im\s+jahr(?:e)?)[\s-]+{_YEAR}s?"
+    rf"|\d{{4}}-\d{{2}}-\d{{2}}"
+    rf"|{_YEAR}s?(?:\s*(?:–|-|to|bis)\s*{_YEAR})?"
+    r"|\d+(?:st|nd|rd|th)\s+century|\d+\.\s+jahrhundert"
+    r"|(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|ein|zwei|drei|vier|fünf)"
+    r"\s+(?:years?|months?|weeks?|days?|hours?|decades?|centuries|jahren?|monaten?|wochen?|tagen?|stunden?)"
+    r"(?:\s+(?:ago|later|earlier|long|old|zuvor|später))?)\b",
+    re.I)
+_SCALE = (r"(?:hundred|thousand|million|billion|trillion|tausend|mio\.?|millionen?|mrd\.?|milliarden?|"
+          r"billionen?|[kmb]n?\b)")
+_SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+            "hundred|dozen|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|zwölf|zwanzig|hundert")
+_QUALIFIER = (r"(?:(?:more than|less than|fewer than|over|under|about|around|roughly|nearly|almost|some|up to|"
+              r"at least|approximately|mehr als|weniger als|über|rund|etwa|fast|knapp|bis zu|mindestens)\s+)?")
+_NUMBER = re.compile(
+    rf"{_QUALIFIER}(?:[$€£¥]\s?)?(?:\d+(?:[.,]\d+)*|\b(?:{_SPELLED})\b)(?:\s?(?:%|percent|prozent))?"
+    rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
+    r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "per", "each"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
+    re.I)
+_NAME_WORD = r"(?:[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
+_NAME = re.compile(
+    rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y)\s+){_NAME_WORD})*")
+# Words written with a capital that are not names at the start of a sentence, or ever.
+_NOT_NAMES = STOPWORDS | frozenset("""yes yeah so well okay oh now here today yesterday tomorrow also however
+but and then there this that these those it its i we you they he she our my his her their some many most
+monday tuesday wednesday thursday friday saturday sunday""".split())
+_ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|start-up|lab|labs|team|"
+                       r"university|party|band|agency|publisher|bank|unternehmen|firma|organisation|partei)\b", re.I)
+_PLACE_HINT = re.compile(r"\b(?:country|city|town|state|region|capital|continent|island|river|land|stadt)\b", re.I)
+_PERSON_HINT = re.compile(r"\b(?:person|people|man|woman|ceo|founder|author|director|president|inventor|"
+                          r"leader|chef|gründer|autor|player|writer|singer|actor|scientist)\b", re.I)
+
+
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ors", "or", "ed", "es", "s", "ly", "ment", "e",
+             "ungen", "ung", "en", "er")
+
+
+def stem(word: str) -> str:
+    """A crude stem that lets "valuation" meet "valuing" and "director" meet "directed"."""
+    word = word.lower()
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[:-len(suffix)]
+            break
+    return word[:6]
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    kind: str
+    language: str
+    content: frozenset[str]  # lower-cased content words
+
+    @property
+    def wants_phrase(self) -> bool:
+        return self.kind in PHRASE_KINDS
+
+
+def analyse(question: str) -> Question:
+    """The kind of answer a question wants, from its wh-word and the noun that follows."""
+    text = " ".join(question.split())
+    content = frozenset(w.lower() for w in words(text) if w.lower() not in STOPWORDS)
+    return Question(text, _kind(text), guess_language(text), content)
+
+
+def _kind(text: str) -> str:
+    q = text.lower()
+    first = q.split(" ", 1)[0] if q else ""
+    if re.match(r"(how|wie) (many|much|viele?|hoch|groß|gross|lang|long|old|alt|big|large|tall|far|weit|"
+                r"fast|schnell|often|oft)\b", q) or re.search(r"\b(what|which|welche[rs]?n?)\b(?: \w+){0,2}? (percentage|"
+                r"share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|height|length|"
+                r"distance|area|speed|temperature|anzahl|zahl|höhe|preis|größe|einwohnerzahl)\b", q):
+        return NUMBER
+    if first in ("when", "wann") or re.search(r"\b(what|which|welche[mnrs]?) (year|date|day|month|century|"
+                                              r"decade|jahr|datum|tag|monat)\b", q):
+        return DATE
+    wh_which = first in ("which", "what", "welche", "welcher", "welches", "in", "für")
+    if first in ("where", "wo", "woher", "wohin") or (wh_which and _PLACE_HINT.search(q[:60])):
+        return PLACE
+    if re.match(r"(which|what|welche[rs]?n?)\b(?: \w+){0,5}? (companies|models|variants|products|names|members|"
+                r"countries|languages|versions|modelle|varianten|produkte)\b", q) or re.match(r"(list|name|nenne)\b", q):
+        return LIST
+    if wh_which and _ORG_HINT.search(q[:60]):
+        return ORGANISATION
+    if re.match(r"(who|wer) (is|was|ist|war) (?!the |der |die |das )[A-Z]", text, re.I) and \
+            re.match(r"\S+ \S+ [A-Z]", text):
+        return DEFINITION  # "Who is Adam D'Angelo?" asks what a named person is
+    if first in ("who", "whom", "whose", "wer", "wen", "wem", "wessen") or (wh_which and _PERSON_HINT.search(q[:40])):
+        return PERSON
+    if first in ("why", "warum", "wieso", "weshalb", "explain", "describe") or \
+            re.match(r"(what|was) (is|are|was|does|do|ist|sind|bedeutet|heißt)\b", q):
+        return DEFINITION
+    if first in ("is", "are", "was", "were", "does", "do", "did", "can", "could", "has", "have", "will", "should",
+                 "ist", "sind", "war", "hat", "haben", "kann", "können", "gibt", "wird"):
+        return YES_NO
+    return OTHER
+
+
+def phrases(sentence: str, question: Question, language: str = "en") -> list[tuple[int, int]]:
+    """Spans of phrases of the wanted kind in `sentence` (written in `language`) that the question
+    does not already contain."""
+    kind = question.kind
+    if kind == NUMBER:
+        found = [m.span() for m in _NUMBER.finditer(sentence) if not _is_bare_year(m.group())]
+    elif kind == DATE:
+        found = [m.span() for m in _DATE.finditer(sentence)]
+    elif kind in (PERSON, ORGANISATION, PLACE, LIST):
+        found = _names(sentence, german=language == "de")
+    else:
+        return []
+    return [(a, b) for a, b in found if _is_new(sentence[a:b], kind, question)]
+
+
+def _is_bare_year(text: str) -> bool:
+    return re.fullmatch(rf"{_YEAR}s?", text.strip()) is not None
+
+
+def _names(sentence: str, german: bool) -> list[tuple[int, int]]:
+    """Capitalised word sequences, less leading function words ("The", "So"); in German, where
+    every noun is capitalised, only sequences of two or more words count."""
+    spans = []
+    for match in _NAME.finditer(sentence):
+        a, b = match.span()
+        while (lead := re.match(r"(\S+)\s+", sentence[a:b])) and lead.group(1).lower() in _NOT_NAMES:
+            a += lead.end()
+        tokens = sentence[a:b].split()
+        if tokens and tokens[-1].lower() not in _NOT_NAMES and (len(tokens) >= 2 or (
+                not german and len(tokens[0]) > 1 and tokens[0].lower() not in _NOT_NAMES)):
+            spans.append((a, b))
+    return spans
+
+
+def _is_new(phrase: str, kind: str, question: Question) -> bool:
+    """A name answers only if the question names none of it ("Sam Altman" does not answer a question
+    about Altman); a number or date only if the question does not already hold its digits."""
+    tokens = [w.lower() for w in words(phrase) if (len(w) > 1 or w.isdigit()) and w.lower() not in STOPWORDS]
+    if kind in (NUMBER, DATE):
+        tokens = [t for t in tokens if t[0].isdigit()] or tokens
+        return not tokens or any(t not in question.content for t in tokens)
+    return bool(tokens) and not any(t in question.content for t in tokens)

@@ -1,0 +1,70 @@
+"""Question analysis, answer phrases, sentence splitting and filler trimming (no models)."""
+import pytest
+
+from bot.core.question import DATE, DEFINITION, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse, phrases
+from summarizer.text import split_sentences, trim_fillers
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("How long is the context window of Llama 4 Scout?", NUMBER),
+    ("What valuation is Runway raising at?", NUMBER),
+    ("What is the GDP of Sichuan?", NUMBER),
+    ("Wie viele Mitarbeiter haben den Brief unterschrieben?", NUMBER),
+    ("When did Amazon acquire Twitch?", DATE),
+    ("In what year was the treaty signed?", DATE),
+    ("Who was the director of Gone with the Wind?", PERSON),
+    ("Wer wurde Interims-CEO von OpenAI?", PERSON),
+    ("Who is Adam D'Angelo?", DEFINITION),
+    ("Which company did Emmett Shear run?", ORGANISATION),
+    ("Where is the offsite moving to?", PLACE),
+    ("In which country is Phnom Penh?", PLACE),
+    ("What are the Llama 4 model variants called?", LIST),
+    ("Why did the board fire Altman?", DEFINITION),
+    ("Is Debian free software?", YES_NO),
+])
+def test_question_kind(question, kind):
+    assert analyse(question).kind == kind
+
+
+def found(question: str, sentence: str, language: str = "en") -> list[str]:
+    return [sentence[a:b] for a, b in phrases(sentence, analyse(question), language)]
+
+
+def test_phrases_of_the_wanted_kind_that_the_question_lacks():
+    assert found("How long is the context window of Llama 4 Scout?",
+                 "It has a 10 million token context window, which is huge.") == ["10 million token"]
+    assert "Victor Fleming" in found("Who was the director of Gone with the Wind?",
+                                     "It was produced by David O. Selznick and directed by Victor Fleming.")
+    assert found("When did Amazon acquire Twitch?", "Twitch was acquired by Amazon in August 2014.") == ["August 2014"]
+    # a name the question already holds is not an answer; neither is a number it already holds
+    assert found("Who replaced Sam Altman?", "Sam Altman was replaced by Emmett Shear.") == ["Emmett Shear"]
+    assert found("How many experts does Llama 4 Maverick have?", "Llama 4 Maverick has 128 experts.") == ["128 experts"]
+
+
+def test_german_names_need_two_words_where_every_noun_is_capitalised():
+    sentence = "Für Microsoft-CEO Nadella wäre es ein gelungener Coup, sagt Mira Murati."
+    names = found("Who said it?", sentence, "de")
+    assert "Mira Murati" in names and not any("Coup" in name or name == "Für" for name in names)
+    assert found("Wie viele Mitarbeiter unterschrieben?", "Der Brief wurde von mehr als 490 Mitarbeitern "
+                 "unterzeichnet.", "de") == ["mehr als 490 Mitarbeitern"]
+
+
+@pytest.mark.parametrize("text, sentences", [
+    ("It was produced by David O. Selznick and directed by Victor Fleming. It stars Vivien Leigh.", 2),
+    ("Dr. Smith paid $3.5 billion. The U.S. economy grew.", 2),
+    ("Am 19. November 2023 kam es zu Gesprächen, z. B. mit Microsoft. Dann kam Altman.", 2),
+    ("Apples, pears, etc. and more. OK? Yes!", 3),
+])
+def test_sentences_survive_initials_abbreviations_decimals_and_dates(text, sentences):
+    assert len(split_sentences(text)) == sentences
+
+
+@pytest.mark.parametrize("spoken, written", [
+    ("So, and that's the Llama 4 Scout.", "That's the Llama 4 Scout."),
+    ("Yeah, it's about this write up.", "It's about this write up."),
+    ("It's, it's a 10 million token context window, you know, which is huge.",
+     "It's a 10 million token context window, which is huge."),
+    ("Well.", "Well."),
+])
+def test_trim_fillers(spoken, written):
+    assert trim_fillers(spoken) == written
