@@ -13,6 +13,8 @@ z.b d.h u.a bzw usw vgl bspw ggf evtl inkl sog zzgl abs str hr fr dipl ing""".sp
 _GERMAN_MONTHS = frozenset("""januar februar märz april mai juni juli august september oktober november
 dezember""".split())
 _LAST_TOKEN = re.compile(r"(\S+)\.$")
+_SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
+_LIST_ITEM = re.compile(r"(?:[-*•+]|\d+[.)]|[A-Z][\w .'-]{0,30}:)\s")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -49,8 +51,10 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
 def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     """False for a period that belongs to a word: an initial ("David O. Selznick"), a known
     abbreviation ("Dr.", "z. B."), a German ordinal date ("19. November"), or any period
-    followed by a lower-case word ("etc. and")."""
-    if "\n" in text[stop:after] or text[stop - 1:stop] != ".":
+    followed by a lower-case word ("etc. and"); and for the line break of hard-wrapped text."""
+    if "\n" in text[stop:after]:
+        return text.count("\n", stop, after) > 1 or not _wrapped(text, stop, after)
+    if text[stop - 1:stop] != ".":
         return True
     token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
     following = text[after:after + 30].split(maxsplit=1)
@@ -62,8 +66,18 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
         return False  # an initial, or the first half of "z. B." / "d. h."
     if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in _GERMAN_MONTHS):
         return False
+    if _SECTION_NUMBER.fullmatch(word) and not text[text.rfind("\n", 0, stop) + 1:token.start()].strip():
+        return False  # "6.1. How many distributions are there?" is one heading
     first = following[0].lstrip("\"'“‘»«([")[:1]
     return not first.islower()
+
+
+def _wrapped(text: str, stop: int, after: int) -> bool:
+    """A single line break inside a paragraph of hard-wrapped text (FAQs, man pages, mail): the
+    line before is long and has no closing punctuation, and the next is no list item or label."""
+    line = text[text.rfind("\n", 0, stop) + 1:stop].strip()
+    following = text[after:after + 40]
+    return (len(line) >= 40 and line[-1] not in ".!?:;。！？" and not _LIST_ITEM.match(following))
 
 
 def split_sentences(text: str) -> list[str]:

@@ -54,6 +54,10 @@ def test_german_names_need_two_words_where_every_noun_is_capitalised():
     ("Dr. Smith paid $3.5 billion. The U.S. economy grew.", 2),
     ("Am 19. November 2023 kam es zu Gesprächen, z. B. mit Microsoft. Dann kam Altman.", 2),
     ("Apples, pears, etc. and more. OK? Yes!", 3),
+    # hard-wrapped FAQ text: a numbered heading, then a paragraph whose lines are not sentences
+    ("6.1. How many Debian distributions are there?\n\n    There are three major distributions: the stable\n"
+     "    distribution, the testing distribution, and the unstable one. Next to\n"
+     "    these, there is the experimental distribution.\n", 3),
 ])
 def test_sentences_survive_initials_abbreviations_decimals_and_dates(text, sentences):
     assert len(split_sentences(text)) == sentences
