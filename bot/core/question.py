@@ -14,8 +14,9 @@ from summarizer.text import guess_language, words
 
 PERSON, ORGANISATION, PLACE, NUMBER, DATE = "person", "organisation", "place", "number", "date"
 YES_NO, DEFINITION, LIST, OTHER = "yes-no", "definition", "list", "other"
+ENTITY = "entity"  # "Which genus ...", "What was Svalbard formerly called?": most often a name
 # Kinds whose answer is a short phrase that can lead the reply in bold.
-PHRASE_KINDS = frozenset({PERSON, ORGANISATION, PLACE, NUMBER, DATE, LIST})
+PHRASE_KINDS = frozenset({PERSON, ORGANISATION, PLACE, NUMBER, DATE, LIST, ENTITY})
 
 STOPWORDS = frozenset("""a an the of to in on for and or is are was were be been being who whom whose what
 when where which why how does do did has have had it its this that these those with by from as at about into
@@ -63,7 +64,8 @@ but and then there this that these those it its i we you they he she our my his 
 monday tuesday wednesday thursday friday saturday sunday""".split())
 _ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|start-up|lab|labs|team|"
                        r"university|party|band|agency|publisher|bank|unternehmen|firma|organisation|partei)\b", re.I)
-_PLACE_HINT = re.compile(r"\b(?:country|city|town|state|region|capital|continent|island|river|land|stadt)\b", re.I)
+_PLACE_HINT = re.compile(r"\b(?:country|city|town|state|province|county|region|capital|continent|island|river|"
+                         r"sea|ocean|lake|mountain|land|stadt|bundesstaat|meer|see|fluss|insel)\b", re.I)
 _PERSON_HINT = re.compile(r"\b(?:person|people|man|woman|ceo|founder|author|director|president|inventor|"
                           r"leader|chef|gründer|autor|player|writer|singer|actor|scientist)\b", re.I)
 
@@ -101,37 +103,51 @@ def analyse(question: str) -> Question:
     return Question(text, _kind(text), guess_language(text), content)
 
 
+_LEADING_PREPOSITION = re.compile(r"^(?:at|to|into|onto|of|in|on|by|from|through|with|for|under|after|"
+                                  r"an|auf|aus|bei|durch|für|in|mit|nach|seit|um|unter|von|zu)\s+(?=\w)", re.I)
+_NUMBER_NOUNS = (r"percentage|share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|"
+                 r"height|length|distance|area|speed|temperature|age|score|rate|level|expenditures?|total|sum|"
+                 r"\w*zahl|anzahl|höhe|preis|größe|umsatz|betrag|alter|quote|anteil")
+_PLURAL_LIST = re.compile(r"(?:which|what|welche)\b(?: \w+){0,3}? (?!\w*(?:ss|us|is)\b)\w+s\b (?:are|were|do|does|did|"
+                          r"have|has|can|will|is|would)?", re.I)
+
+
 def _kind(text: str) -> str:
+    """The answer kind, from the question's opening (a leading preposition set aside: "Into which
+    sea", "By how much", "To whom")."""
+    text = _LEADING_PREPOSITION.sub("", text, count=1)
     q = text.lower()
     first = q.split(" ", 1)[0] if q else ""
+    which = first in ("which", "what", "welche", "welcher", "welches", "welchem", "welchen", "was")
     if re.match(r"(how|wie) (many|much|viele?|hoch|groß|gross|lang|long|old|alt|big|large|tall|far|weit|"
-                r"fast|schnell|often|oft)\b", q) or re.search(r"\b(what|which|welche[rs]?n?)\b(?: \w+){0,2}? (percentage|"
-                r"share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|height|length|"
-                r"distance|area|speed|temperature|anzahl|zahl|höhe|preis|größe|einwohnerzahl)\b", q):
+                r"fast|schnell|often|oft|deep|tief|heavy|schwer)\b", q) or (
+            which and re.match(rf"\S+(?: \w+){{0,3}}? (?:{_NUMBER_NOUNS})\b", q)):
         return NUMBER
-    if first in ("when", "wann") or re.search(r"\b(what|which|welche[mnrs]?) (year|date|day|month|century|"
-                                              r"decade|jahr|datum|tag|monat)\b", q):
+    if first in ("when", "wann") or (which and re.match(r"\S+ (?:\w+ )?(year|date|day|month|century|decade|jahr|"
+                                                         r"datum|tag|monat|jahrhundert)\b", q)):
         return DATE
-    wh_which = first in ("which", "what", "welche", "welcher", "welches", "in", "für")
-    if first in ("where", "wo", "woher", "wohin") or (wh_which and _PLACE_HINT.search(q[:60])):
+    if first in ("where", "wo", "woher", "wohin") or (which and _PLACE_HINT.search(q[:60])):
         return PLACE
-    if re.match(r"(which|what|welche[rs]?n?)\b(?: \w+){0,5}? (companies|models|variants|products|names|members|"
-                r"countries|languages|versions|modelle|varianten|produkte)\b", q) or re.match(r"(list|name|nenne)\b", q):
+    if re.match(r"(list|name|nenne)\b", q) or re.match(r"(which|what|welche[rs]?n?)\b(?: \w+){0,5}? (companies|"
+                                                        r"models|variants|products|names|members|countries|languages|"
+                                                        r"versions|modelle|varianten|produkte)\b", q):
         return LIST
-    if wh_which and _ORG_HINT.search(q[:60]):
+    if which and _ORG_HINT.search(q[:60]):
         return ORGANISATION
     if re.match(r"(who|wer) (is|was|ist|war) (?!the |der |die |das )[A-Z]", text, re.I) and \
             re.match(r"\S+ \S+ [A-Z]", text):
         return DEFINITION  # "Who is Adam D'Angelo?" asks what a named person is
-    if first in ("who", "whom", "whose", "wer", "wen", "wem", "wessen") or (wh_which and _PERSON_HINT.search(q[:40])):
+    if first in ("who", "whom", "whose", "wer", "wen", "wem", "wessen") or (which and _PERSON_HINT.search(q[:40])):
         return PERSON
-    if first in ("why", "warum", "wieso", "weshalb", "explain", "describe") or \
-            re.match(r"(what|was) (is|are|was|does|do|ist|sind|bedeutet|heißt)\b", q):
+    if first in ("why", "warum", "wieso", "weshalb", "explain", "describe", "how", "wie") or \
+            re.match(r"(what|was) (is|are|was|does|do|ist|sind|bedeutet|heißt|macht)\b", q):
         return DEFINITION
     if first in ("is", "are", "was", "were", "does", "do", "did", "can", "could", "has", "have", "will", "should",
                  "ist", "sind", "war", "hat", "haben", "kann", "können", "gibt", "wird"):
         return YES_NO
-    return OTHER
+    if which and _PLURAL_LIST.match(q):
+        return LIST
+    return ENTITY if which else OTHER
 
 
 def phrases(sentence: str, question: Question, language: str = "en") -> list[tuple[int, int]]:
@@ -142,7 +158,7 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
         found = [m.span() for m in _NUMBER.finditer(sentence) if not _is_bare_year(m.group())]
     elif kind == DATE:
         found = [m.span() for m in _DATE.finditer(sentence)]
-    elif kind in (PERSON, ORGANISATION, PLACE, LIST):
+    elif kind in (PERSON, ORGANISATION, PLACE, LIST, ENTITY):
         found = _names(sentence, german=language == "de")
     else:
         return []
