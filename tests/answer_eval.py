@@ -207,6 +207,7 @@ class Tally:
     fact: int = 0
     quote: int = 0
     cited: int = 0  # a cited source is the gold document
+    retrieved: int = 0  # the gold document is among the answer's closest (retrieved) documents
     abstained_answerable: int = 0
     abstained_unanswerable: int = 0
 
@@ -221,22 +222,23 @@ class Tally:
         self.fact += fact
         self.quote += quote
         self.cited += any(is_gold_path(s.path, item["doc"]) for s in answer.sources)
+        self.retrieved += any(is_gold_path(d.path, item["doc"]) for d in answer.closest)
         self.abstained_answerable += answer.abstained
         return fact, quote
 
     def row(self, label: str) -> str:
         pct = lambda a, b: f"{a / b:6.1%}" if b else "     -"  # noqa: E731
         return (f"{label:<14} {self.n:>4} {pct(self.fact, self.n)} {pct(self.quote, self.n)} "
-                f"{pct(self.cited, self.n)} "
+                f"{pct(self.cited, self.n)} {pct(self.retrieved, self.n)} "
                 f"{pct(self.abstained_answerable, self.n)}   {self.unanswerable:>4} "
                 f"{pct(self.abstained_unanswerable, self.unanswerable)}")
 
 
-DEV_HEADER = (f"{'dev set':<14} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
-              f"{'':<14} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
+DEV_HEADER = (f"{'dev set':<14} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'top3':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
+              f"{'':<14} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
 DEV_LEGEND = ("fact: a gold answer in the answer text; quote: in a cited quote; source: the gold document is "
-              "cited;\nabst. (ans): answerable questions abstained on (lower is better); n-un: unanswerable "
-              "look-alikes; abst. (unans): abstained on (higher is better).")
+              "cited;\ntop3: it is among the 3 closest documents retrieved (Answer.closest);\nabst. (ans): answerable questions abstained on (lower is better); n-un: unanswerable "
+              "look-alikes;\nabst. (unans): unanswerable ones abstained on (higher is better).")
 
 
 def is_gold_path(path: str, key: str | None) -> bool:
