@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.core.commands import COMMANDS, Command
 from bot.core.digest import ConsolePoster
 from bot.core.ingest import IndexReport, index_paths
-from bot.core.models import Actor, Request, Target, UserError
+from bot.core.models import Actor, Reply, Request, Target, UserError
 from bot.core.service import Service, open_service
 from bot.core.store import StoreError
 
@@ -94,22 +94,44 @@ def run_registry_command(service: Service, args: argparse.Namespace) -> int:
         value = getattr(args, param.name, None)
         if value is not None:
             values[param.name] = " ".join(value) if isinstance(value, list) else value
-    request = Request(cmd.name, values, CLI_ACTOR, Target.parse(args.target))
+    target = Target.parse(args.target)
     # digests posted to console targets print on stdout, or stderr when stdout carries JSON
     service.register_poster("console", ConsolePoster(sys.stderr if args.json else sys.stdout))
+    if cmd.name == "ask" and values["question"] == "-":
+        return ask_each_line(service, target, args.json)
+    request = Request(cmd.name, values, CLI_ACTOR, target)
     if cmd.slow and sys.stderr.isatty():  # model work can take a while: show that it is under way
         with _stderr_console().status(f"{cmd.name}…"):
             reply = asyncio.run(service.handle(request))
     else:
         reply = asyncio.run(service.handle(request))
-    if args.json:
-        print(json.dumps(reply.data if reply.ok and reply.data is not None else {"error": reply.text},
-                         ensure_ascii=False, indent=2))
+    print_reply(reply, request, args.json, indent=2)
+    return 0 if reply.ok else 1
+
+
+def ask_each_line(service: Service, target: Target, as_json: bool) -> int:
+    """`digestbot ask -`: one question per stdin line, all answered by one service (models load once).
+
+    With --json each answer is one JSON line (JSON Lines), flushed as soon as it is ready; a line the
+    command refuses gets {"question", "error"} and the next line is read. Blank lines are skipped.
+    """
+    for raw in sys.stdin.buffer:  # bytes: a line of invalid UTF-8 is one bad question, not a crash
+        question = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if question.strip():
+            request = Request("ask", {"question": question}, CLI_ACTOR, target)
+            print_reply(asyncio.run(service.handle(request)), request, as_json)
+    return 0
+
+
+def print_reply(reply: Reply, request: Request, as_json: bool, indent: int | None = None) -> None:
+    """A reply as JSON (its data, or the request's args with the error) or as console text."""
+    if as_json:
+        data = reply.data if reply.ok and reply.data is not None else {**request.args, "error": reply.text}
+        print(json.dumps(data, ensure_ascii=False, indent=indent), flush=True)
     else:
         from bot.adapters.render_console import to_text
 
-        print(to_text(reply), file=sys.stdout if reply.ok else sys.stderr)
-    return 0 if reply.ok else 1
+        print(to_text(reply), file=sys.stdout if reply.ok else sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

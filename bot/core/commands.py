@@ -171,7 +171,8 @@ async def summary_command(service: "Service", request: Request) -> Reply:
 async def ask_command(service: "Service", request: Request) -> Reply:
     """Answer a question from the indexed documents, with cited sources."""
     answer = await service.ask(request.args["question"])
-    data = {"question": request.args["question"], "answer": answer.text, "abstained": answer.abstained,
+    data = {"question": request.args["question"], "answer": answer.text, "short": answer.short,
+            "abstained": answer.abstained,
             "sources": [{"n": s.n, "doc_id": s.doc_id, "title": s.title, "path": s.path, "url": s.url, "quote": s.quote}
                         for s in answer.sources]}
     if answer.abstained:
