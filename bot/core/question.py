@@ -61,7 +61,8 @@ _NAME = re.compile(
 # Words written with a capital that are not names at the start of a sentence, or ever.
 _NOT_NAMES = STOPWORDS | frozenset("""yes yeah so well okay oh now here today yesterday tomorrow also however
 but and then there this that these those it its i we you they he she our my his her their some many most
-monday tuesday wednesday thursday friday saturday sunday""".split())
+monday tuesday wednesday thursday friday saturday sunday ceo cto cfo coo ai ml faq pdf url api tv mr mrs ms dr
+prof sir""".split())
 _ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|start-up|lab|labs|team|"
                        r"university|party|band|agency|publisher|bank|unternehmen|firma|organisation|partei)\b", re.I)
 _PLACE_HINT = re.compile(r"\b(?:country|city|town|state|province|county|region|capital|continent|island|river|"
