@@ -46,6 +46,7 @@ SYSTEM_PROMPT = (
 _MARKERS = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _AFTER_STOP = re.compile(r"([.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])+)")  # "claim. [1]" -> "claim [1]."
 _DONT_KNOW = re.compile(r"^\W*(?:i\s+(?:do\s+not|don['’]?t)\s+know|unknown|no answer)\b", re.IGNORECASE)
+# Function words a claim may use without its passage having them.
 _STOP = set("""a an the of to in on for and or is are was were be been being who what when where which why
 how does do did has have had it its this that these those with by from as at about into than then there
 their they them he she his her i you we our your my me not no but also will would can could should may
@@ -178,4 +179,6 @@ def _answer(supported: list[tuple[Claim, list[tuple[Hit, str]]]], extractive: An
         parts.append(f"{text} {''.join(markers)}")
     text = " ".join(parts)
     short = extractive.short if extractive.short and extractive.short.lower() in text.lower() else None
+    if short:  # as extractive answers show it: the short answer in bold, then the cited sentences
+        text = f"**{short}**\n{text}"
     return replace(extractive, text=text, sources=list(sources.values()), short=short)
