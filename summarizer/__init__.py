@@ -4,21 +4,45 @@
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 
 from summarizer.encoder import Encoder, encoder_model_id, load_encoder
-from summarizer.extractive import extractive_summary
-from summarizer.text import LANGUAGE_NAMES
+from summarizer.extractive import KeyPoint, extractive_summary
+from summarizer.text import LANGUAGE_NAMES, split_sentences, trim_fillers, word_count
 
-SUMMARY_SENTENCES = 4
+SUMMARY_METHOD = "keypoints-v1"
+"""Part of the summary cache key: bump it when the extractive method changes, so old extracts are recomputed."""
 
 
 @dataclass(frozen=True)
 class Summary:
-    text: str
+    """A one-sentence overview and up to five key points, in document order."""
+
+    overview: str
+    points: tuple[KeyPoint, ...]
     language: str  # the language the summary is written in, as a name ("English", "German")
     model_id: str
+
+    @property
+    def text(self) -> str:
+        """The summary as a reader sees it: the overview, then one line per key point."""
+        return "\n".join([self.overview, *(f"• {point.text}" for point in self.points)]).strip()
+
+    def to_json(self) -> str:
+        """What the summary cache stores (the sources stay with the points)."""
+        return json.dumps({"overview": self.overview, "points": [[p.text, p.source] for p in self.points]},
+                          ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, stored: str, language: str, model_id: str) -> "Summary":
+        """A cached summary; a row that is not JSON is read as a bare overview."""
+        try:
+            data = json.loads(stored)
+            return cls(data["overview"], tuple(KeyPoint(*point) for point in data["points"]), language, model_id)
+        except (ValueError, KeyError, TypeError):
+            return cls(stored, (), language, model_id)
 
 
 @dataclass
@@ -68,21 +92,35 @@ class Models:
     def encoder_id(self) -> str:
         return encoder_model_id(self.encoder_name)
 
+    def reading_encoder(self, document_language: str) -> Encoder:
+        """The encoder that reads a document for its summary: the summary encoder, except that
+        MiniLM (English only) hands other languages to the multilingual retrieval encoder."""
+        if document_language != "en" and self.summary_encoder_name == "minilm":
+            return self.encoder
+        return self.summary_encoder
+
     @property
     def summarizer_id(self) -> str:
-        """Cache key part for summaries: changes whenever the summarizing model changes."""
-        if self.generator_model or self.generator_url:
-            return self.generator.model_id
-        return f"extractive-v2:{encoder_model_id(self.summary_encoder_name)}"
+        """Cache key part for summaries: changes whenever the summarizing model or method changes."""
+        readers = dict.fromkeys([encoder_model_id(self.summary_encoder_name), encoder_model_id(self.encoder_name)])
+        method = f"{SUMMARY_METHOD}:{'+'.join(readers)}"
+        if self.generates:
+            return f"{self.generator.model_id}|{method}"
+        return method
 
-    def summarize(self, passages: list[str], document_language: str, wanted_language: str) -> Summary:
-        """Summary of a whole document; generators write in `wanted_language`, extracts keep the document's."""
-        if self.generator_model or self.generator_url:
-            from summarizer.generative import abstractive_summary
+    def summarize(self, passages: list[str], document_language: str, wanted_language: str,
+                  title: str = "") -> Summary:
+        """Overview and key points of a whole document, from the parts the encoder finds in it;
+        generators write them in `wanted_language` from those parts, extracts keep the document's."""
+        extract = extractive_summary(self.reading_encoder(document_language), passages, title)
+        if self.generates:
+            from summarizer.generative import key_point_summary
 
-            text = abstractive_summary(self.generator, passages, language=wanted_language,
-                                       sentences=SUMMARY_SENTENCES)
-            return Summary(text, wanted_language, self.summarizer_id)
-        sentences = extractive_summary(self.summary_encoder, passages, SUMMARY_SENTENCES)
-        return Summary(" ".join(sentences), LANGUAGE_NAMES.get(document_language, document_language),
-                       self.summarizer_id)
+            parts = extract.parts or ["\n\n".join(passages)]  # no prose sentence: the document as one part
+            overview, points = key_point_summary(self.generator, parts, title=title, language=wanted_language)
+            return Summary(overview, tuple(KeyPoint(p, "") for p in points), wanted_language, self.summarizer_id)
+        language = LANGUAGE_NAMES.get(document_language, document_language)
+        if extract.overview is None:  # no prose sentence at all: the opening lines, as they are
+            opening = [s for p in passages for s in split_sentences(p) if word_count(s) >= 4]
+            return Summary(trim_fillers(opening[0]) if opening else "", (), language, self.summarizer_id)
+        return Summary(extract.overview.text, tuple(extract.points), language, self.summarizer_id)

@@ -310,7 +310,7 @@ def summary_prompt(
     scope = f" It is part {part[0]} of {part[1]} of a longer document." if part else ""
     return (
         f"The block below contains {what}.{scope}\n\n<document>\n{text}\n</document>\n\n"
-        f"Summarize the document above in {language}, in at most {sentences} sentences. "
+        f"Summarize the document above in {language}, in at most {sentences} sentence{'s' if sentences > 1 else ''}. "
         "Keep names, numbers, dates and decisions. Write the summary only."
     )
 
@@ -404,3 +404,21 @@ def abstractive_summary(
             return ""
         of_summaries = True
     return summarize("\n\n".join(texts), sentences, of_summaries=of_summaries)
+
+
+def key_point_summary(
+    generator: Generator, parts: list[str], *, title: str = "", language: str = "English"
+) -> tuple[str, list[str]]:
+    """An overview sentence and one key point per part, written in ``language``.
+
+    The parts are the ones the extractive summary draws its key points from, so both summaries have
+    the same shape and cover the same ground. Each part (map-reduced when it exceeds the context)
+    becomes one sentence; the overview is one sentence over the title and those key points.
+    """
+    points = [p for p in (abstractive_summary(generator, [part], language=language, sentences=1) for part in parts) if p]
+    if not points:
+        return "", []
+    block = _as_data("\n\n".join([f"Title: {title}"] * bool(title.strip()) + points))
+    prompt = summary_prompt(block, language=language, sentences=1, of_summaries=True)
+    overview = clean_summary(generator.generate(prompt, system=SYSTEM_PROMPT, max_new_tokens=TOKENS_PER_SENTENCE * 2), 1)
+    return overview, points

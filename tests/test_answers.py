@@ -6,6 +6,7 @@ import pytest
 
 from bot.core.ingest import index_paths
 from bot.core.models import Actor, Request, Target
+from summarizer import Summary
 from tests.answer_eval import evaluate
 
 ME = Actor("tester", "tester")
@@ -66,15 +67,15 @@ def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, 
     request = Request("summary", {"document": german.id}, ME, HERE)
     reply = run(seeded_service.handle(request))
     assert reply.ok and "Summary in German" in reply.text
-    summary = reply.data["summary"]
-    sentences = [s for s in summary.replace("?", ".").split(". ") if s.strip()]
-    assert 3 <= len(sentences) <= 5
-    assert all(s.strip()[:40] in seeded_service.store.document_text(german.id) for s in sentences)
+    points = reply.data["key_points"]
+    assert reply.data["overview"] and 2 <= len(points) <= 5
+    text = seeded_service.store.document_text(german.id)
+    assert all(p["source"] in text for p in points)
     start = time.perf_counter()
     again = run(seeded_service.handle(request))
-    assert again.data["summary"] == summary and time.perf_counter() - start < 0.5  # from the cache
+    assert again.data == reply.data and time.perf_counter() - start < 0.5  # from the cache
     cached = seeded_service.store.cached_summary(german.content_hash, seeded_service.models.summarizer_id, "English")
-    assert cached == (summary, "German")
+    assert cached[1] == "German" and Summary.from_json(*cached, "").text == reply.data["summary"]
 
 
 def test_long_transcript_summary_draws_from_its_whole_length(seeded_service, run):
@@ -82,9 +83,9 @@ def test_long_transcript_summary_draws_from_its_whole_length(seeded_service, run
     reply = run(seeded_service.handle(Request("summary", {"document": "Last Week in AI"}, ME, HERE)))
     assert reply.ok
     text = seeded_service.store.document_text(doc.id)
-    positions = [text.find(s.strip()[:40]) for s in reply.data["summary"].split(". ") if s.strip()]
+    positions = [text.find(p["source"]) for p in reply.data["key_points"]]
     assert all(p >= 0 for p in positions)
-    assert max(positions) > len(text) // 2  # not just the opening of a 68k-character transcript
+    assert max(positions) > len(text) * 2 // 3  # not just the opening of a 68k-character transcript
 
 
 def test_ambiguous_and_unknown_documents_are_clear_errors(seeded_service, run):

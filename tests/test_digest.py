@@ -22,13 +22,13 @@ import pytest
 
 from bot.cli import main as cli_main
 from bot.config import Settings
-from bot.core.digest import ConsolePoster, load_run, load_runs, parse_days, parse_time, parse_timezone, run_due
+from bot.core.digest import ConsolePoster, brief, load_run, load_runs, parse_days, parse_time, parse_timezone, run_due
 from bot.core.ingest import build_document
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.service import Service
 from bot.core.store import Store
-from summarizer import Models
-from summarizer.text import split_sentences
+from summarizer import Models, Summary
+from summarizer.extractive import KeyPoint
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
@@ -122,8 +122,10 @@ def add_doc(service: Service, name: str, published: str | None = None) -> str:
     text = f"{name} shipped a new release today. It fixes many bugs. It adds three features for {name} users."
     doc, body, passages = build_document(text, path=f"news/{name}.txt", title=name.title(), published=published)
     service.store.replace_document(doc, body, passages)
-    service.store.save_summary(doc.content_hash, service.models.summarizer_id, service.settings.language,
-                               f"{name} shipped a release. It fixes bugs.", "English")
+    summary = Summary(f"{name} shipped a release.", (KeyPoint("The release fixes bugs.", "It fixes many bugs."),),
+                      "English", service.models.summarizer_id)
+    service.store.save_summary(doc.content_hash, summary.model_id, service.settings.language, summary.to_json(),
+                               summary.language)
     return doc.id
 
 
@@ -448,10 +450,10 @@ async def _preview_and_now(service: Service, stream: io.StringIO) -> dict:
     data = preview.data
     assert data["target"] == "console:local:team" and data["since"] is None and len(data["items"]) == 5
     assert all(set(item) == {"doc_id", "title", "path", "url", "summary"} for item in data["items"])
-    for item in data["items"]:
-        summary = (await service.summarize(service.store.document(item["doc_id"]))).text
-        sentences = split_sentences(item["summary"].rstrip("…"))
-        assert 1 <= len(sentences) <= 3 and all(sentence in summary for sentence in sentences)
+    for item in data["items"]:  # one line each: the overview; the key points stay behind /summary
+        summary = await service.summarize(service.store.document(item["doc_id"]))
+        assert item["summary"] == brief(summary.overview) and "\n" not in item["summary"] and summary.points
+        assert summary.overview.startswith(item["summary"].rstrip("…"))
     assert [i.doc_id for i in preview.items] == [d.id for d in service.store.documents()]  # newest first
     started = time.perf_counter()
     await service.handle(Request("digest preview", {}, MEMBER, target))

@@ -25,6 +25,7 @@ from summarizer.generative import (
     TransformersGenerator,
     abstractive_summary,
     clean_summary,
+    key_point_summary,
     estimate_tokens,
     load_generator,
     pack_passages,
@@ -434,6 +435,41 @@ def test_map_reduce_through_the_server(server):
         assert "in German" in user
         assert estimate_tokens(user) + req["body"]["max_tokens"] <= 1024
     assert summary == f"Reply {len(rec.calls)} read {len(rec.calls[-1][0].split())} words. One. Two. Three."
+
+
+def test_key_points_one_per_part_then_an_overview(server):
+    parts = [" ".join(passage(i) for i in range(k, k + 3)) for k in (0, 3, 6)]
+    with OpenAIChatGenerator(server.url, "m", context_tokens=1024) as gen:
+        rec = Recorder(gen)
+        overview, points = key_point_summary(gen, parts, title="Town news", language="German")
+    assert len(rec.calls) == len(parts) + 1  # each part fits: one call per part, then the overview
+    for (prompt, system, _, _), part in zip(rec.calls, parts):
+        assert DOCUMENT.search(prompt)[1] == part and "in German, in at most 1 sentence." in prompt
+        assert system == SYSTEM_PROMPT
+    assert points == [f"Reply {n} read {len(rec.calls[n - 1][0].split())} words." for n in (1, 2, 3)]
+    final = DOCUMENT.search(rec.calls[-1][0])[1]
+    assert final.split("\n\n") == ["Title: Town news", *points] and "summaries of consecutive parts" in rec.calls[-1][0]
+    assert overview == f"Reply 4 read {len(rec.calls[-1][0].split())} words."
+    with OpenAIChatGenerator(server.url, "m") as gen:
+        assert key_point_summary(gen, []) == ("", [])
+
+
+def test_models_give_generated_summaries_the_key_point_shape(server):
+    from summarizer import SUMMARY_METHOD, Models
+
+    text = (ROOT / "seeds" / "000_e8e752ce90d85e32.txt").read_text(encoding="utf-8")
+    passages = [p for p in text.split("\n\n") if p.strip()]
+    models = Models(generator_model="m", generator_url=server.url)
+    try:
+        summary = models.summarize(passages, "en", "German", "Is OpenAI Imploding?")
+    finally:
+        models.close()
+    prompts = [r["body"]["messages"][-1]["content"] for r in server.requests if r["method"] == "POST"]
+    assert len(prompts) == len(summary.points) + 1 and 3 <= len(summary.points) <= 5
+    assert all("in German" in p for p in prompts) and "Title: Is OpenAI Imploding?" in prompts[-1]
+    assert summary.language == "German" and summary.overview.startswith("Reply ")
+    assert all(p.source == "" for p in summary.points)  # generated points quote no sentence
+    assert models.summarizer_id.startswith(f"openai:m@{server.url}") and SUMMARY_METHOD in models.summarizer_id
 
 
 def test_http_error_is_reported_without_the_key(server):

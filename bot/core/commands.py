@@ -155,7 +155,7 @@ async def status_command(service: "Service", request: Request) -> Reply:
 
 @command("summary", DOCUMENT, slow=True)
 async def summary_command(service: "Service", request: Request) -> Reply:
-    """Summarize a whole document in a few sentences."""
+    """Summarize a whole document: one overview sentence and its key points."""
     doc = service.resolve_document(request.args["document"])
     summary = await service.summarize(doc)
     note = ""
@@ -163,7 +163,8 @@ async def summary_command(service: "Service", request: Request) -> Reply:
         note = f"\n_Summary in {summary.language}, the document's language: the summarizer does not translate._"
     source = Source(1, doc.id, doc.title, doc.path, doc.url, "")
     return Reply(f"{summary.text} [1]{note}", [source], title=f"Summary: {doc.title}",
-                 data={"doc_id": doc.id, "title": doc.title, "summary": summary.text,
+                 data={"doc_id": doc.id, "title": doc.title, "summary": summary.text, "overview": summary.overview,
+                       "key_points": [{"text": p.text, "source": p.source} for p in summary.points],
                        "language": summary.language, "model": summary.model_id})
 
 

@@ -41,7 +41,6 @@ import sqlite_utils
 from bot.core.commands import Param, command
 from bot.core.models import DigestItem, Document, PostError, Reply, Request, Target, UserError
 from bot.core.store import Store, migrations
-from summarizer.text import split_sentences
 
 if TYPE_CHECKING:
     from bot.core.service import Poster, Service
@@ -53,8 +52,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAY_SETS = {"daily": range(7), "everyday": range(7), "weekdays": range(5), "weekends": range(5, 7)}
 MAX_ITEMS = 25  # per digest; the rest wait for the next one (newest first)
-SUMMARY_SENTENCES = 3
-SUMMARY_CHARS = 500
+SUMMARY_CHARS = 300
 LEASE_NAME = "digests"
 LEASE_TTL = dt.timedelta(minutes=5)  # how long a crashed holder blocks the others
 RETRY_FIRST = dt.timedelta(minutes=1)  # transient post failures back off 1, 2, 4 ... minutes
@@ -425,13 +423,11 @@ def poster_for(service: "Service", platform: str) -> "Poster | None":
     return service.posters.get(platform) or (CONSOLE_POSTER if platform == "console" else None)
 
 
-def brief(summary: str) -> str:
-    """The digest's 2-3 sentence summary: the first sentences of the cached summary, within SUMMARY_CHARS."""
-    sentences = split_sentences(summary)[:SUMMARY_SENTENCES]
-    while len(sentences) > 1 and len(" ".join(sentences)) > SUMMARY_CHARS:
-        sentences.pop()
-    text = " ".join(sentences)
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
+def brief(overview: str) -> str:
+    """A digest item's one line: the summary's overview sentence (its key points are behind /summary),
+    cut at a word within SUMMARY_CHARS."""
+    line = " ".join(overview.split())
+    return line if len(line) <= SUMMARY_CHARS else line[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
 
 
 async def build_items(service: "Service", target: Target, lease: Lease | None = None) -> tuple[list[DigestItem], int]:
@@ -443,7 +439,7 @@ async def build_items(service: "Service", target: Target, lease: Lease | None = 
         summary = await service.summarize(doc)
         if lease and not lease.renew():
             raise LeaseLost()
-        items.append(DigestItem(doc.id, doc.title, doc.link, doc.url, doc.path, brief(summary.text), doc.published))
+        items.append(DigestItem(doc.id, doc.title, doc.link, doc.url, doc.path, brief(summary.overview), doc.published))
     return items, len(new) - len(items)
 
 

@@ -162,11 +162,12 @@ class Service:
         model_id = self.models.summarizer_id
         cached = self.store.cached_summary(doc.content_hash, model_id, self.settings.language)
         if cached:
-            return Summary(cached[0], cached[1], model_id)
+            return Summary.from_json(cached[0], cached[1], model_id)
         passages = [p.text for p in self.store.passages(doc.id)]
-        summary = await self.in_worker(self.models.summarize, passages, doc.language, self.settings.language)
+        summary = await self.in_worker(self.models.summarize, passages, doc.language, self.settings.language,
+                                       doc.title)
         self._cache(self.store.save_summary, doc.content_hash, model_id, self.settings.language,
-                    summary.text, summary.language)
+                    summary.to_json(), summary.language)
         return summary
 
     @staticmethod
