@@ -270,8 +270,9 @@ def seeded_db(opts: Options) -> tuple[Path, dict]:
 
 
 def stage_ask(opts: Options) -> StageResult:
-    """Warm /ask latency, cold and cached /summary through Service.handle, on the real seeds."""
-    result = StageResult("ask + summary (seeds)")
+    """Warm /ask latency, cold and cached /summary through Service.handle, on the real seeds; then /ask
+    and the CLI batch mode over 100k passages."""
+    result = StageResult("ask + summary (seeds), ask at 100k passages")
     source, figures = seeded_db(opts)
     result.figures.update(figures)
     work = Path(tempfile.mkdtemp(prefix="bench-ask-"))
@@ -284,58 +285,75 @@ def stage_ask(opts: Options) -> StageResult:
         service = Service(settings, Store.open(settings.db_path), models)
         asyncio.run(_ask_and_summarize(service, opts, result))
         service.close()
+        _ask_at_scale(opts, result, source, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
 
 
-def _forget_sentence_vectors(service: Service) -> None:
+def _forget_sentence_vectors(store: Store) -> None:
     """Drop the sentence-vector cache that Service.embed_sentences keeps (models named "<id>#sentence")."""
-    with service.store.transaction():
-        service.store.db.execute("DELETE FROM embeddings WHERE model LIKE '%#sentence'")
+    with store.transaction():
+        store.db.execute("DELETE FROM embeddings WHERE model LIKE '%#sentence'")
 
 
 BENCH_ACTOR = Actor("bench", "bench")
 BENCH_TARGET = Target("console", "local", "bench")
 
 
-async def _ask_and_summarize(service: Service, opts: Options, result: StageResult) -> None:
+def _handler(service: Service):
     async def handle(command: str, **args: str):
         reply = await service.handle(Request(command, args, BENCH_ACTOR, BENCH_TARGET))
         if not reply.ok:
             raise RuntimeError(f"/{command} {args} failed: {reply.text}")
         return reply
 
+    return handle
+
+
+async def _time_asks(service: Service, questions: list[str], result: StageResult, label: str = "") -> None:
+    """/ask p50/p95 through Service.handle, each question new (sentence vectors dropped) and repeated."""
+    handle = _handler(service)
     for question in ASK_QUESTIONS[:2]:  # warm-up: models, dense index, page cache
         await handle("ask", question=question)
-    questions = ASK_QUESTIONS[:opts.pick(4, len(ASK_QUESTIONS))]
     fresh, repeat, answered = [], [], 0
     for question in questions:
-        _forget_sentence_vectors(service)  # a question never seen: its hits' sentences are encoded now
+        _forget_sentence_vectors(service.store)  # a question never seen: its hits' sentences are encoded now
         fresh.append(await _timed_async(handle("ask", question=question)))
         started = time.perf_counter()  # asked again: the sentence vectors come from the cache
         reply = await handle("ask", question=question)
         repeat.append(time.perf_counter() - started)
         answered += bool(reply.sources)
-    result.figures.update(percentiles(fresh, "ask new question", (50, 95)))
-    result.figures.update(percentiles(repeat, "ask repeated question", (50, 95)))
-    result.figures["ask answered with sources"] = f"{answered}/{len(questions)}"
-    result.check("ask p95, new question (warm models)", float(np.percentile(fresh, 95) * 1000), 2000)
-    result.check("ask p95, repeated question", float(np.percentile(repeat, 95) * 1000), 2000)
+    result.figures.update(percentiles(fresh, f"{label}ask new question", (50, 95)))
+    result.figures.update(percentiles(repeat, f"{label}ask repeated question", (50, 95)))
+    result.figures[f"{label}ask answered with sources"] = f"{answered}/{len(questions)}"
+    at = f" {label.strip()}" if label else ""
+    result.check(f"ask p95{at}, new question (warm models)", float(np.percentile(fresh, 95) * 1000), 2000)
+    result.check(f"ask p95{at}, repeated question", float(np.percentile(repeat, 95) * 1000), 2000)
 
-    # Where a new question's time goes: retrieval, then answer_question encoding the hits' sentences.
+
+async def _where_ask_time_goes(service: Service, questions: list[str], result: StageResult,
+                               label: str = "") -> None:
+    """A new question's time: retrieval, then answer_question encoding the hits' sentences."""
     search_s, answer_s, sentences = [], [], []
-    for question in questions[:opts.pick(2, 6)]:
-        _forget_sentence_vectors(service)
+    for question in questions:
+        _forget_sentence_vectors(service.store)
         hits = []
         search_s.append(await _timed_async(service.in_worker(
             lambda q=question: hits.extend(service.retriever.search(q, limit=ASK_PASSAGES)))))
         answer_s.append(await _timed_async(service.in_worker(
             answer_question, question, hits, service.models.encoder, service.embed_sentences)))
         sentences.append(sum(len(split_sentences(h.passage.text)) for h in hits))
-    result.figures["new question: search median ms"] = round(float(np.median(search_s)) * 1000, 1)
-    result.figures["new question: answer_question median ms"] = round(float(np.median(answer_s)) * 1000, 1)
-    result.figures["sentences in the retrieved passages (median)"] = int(np.median(sentences))
+    result.figures[f"{label}new question: search median ms"] = round(float(np.median(search_s)) * 1000, 1)
+    result.figures[f"{label}new question: answer_question median ms"] = round(float(np.median(answer_s)) * 1000, 1)
+    result.figures[f"{label}sentences in the retrieved passages (median)"] = int(np.median(sentences))
+
+
+async def _ask_and_summarize(service: Service, opts: Options, result: StageResult) -> None:
+    handle = _handler(service)
+    questions = ASK_QUESTIONS[:opts.pick(4, len(ASK_QUESTIONS))]
+    await _time_asks(service, questions, result)
+    await _where_ask_time_goes(service, questions[:opts.pick(2, 6)], result)
 
     docs = sorted(service.store.documents(), key=lambda d: d.chars)[:opts.pick(2, None)]
     cached = []
@@ -351,6 +369,73 @@ async def _ask_and_summarize(service: Service, opts: Options, result: StageResul
             cached.append(time.perf_counter() - started)
     result.figures.update(percentiles(cached, "cached summary", (50, 95)))
     result.check("cached summary p95", float(np.percentile(cached, 95) * 1000), 50)
+
+
+ASK_SCALE = 100_000
+
+
+def _ask_at_scale(opts: Options, result: StageResult, seeds: Path, work: Path) -> None:
+    """/ask over the synthetic 100k-passage corpus with the embedded seeds added (real e5 vectors for
+    the seeds and every query, synthetic ones for the rest), then the CLI batch mode against it."""
+    models = Models.from_settings(Settings.from_env({}))
+    built = corpus.build_corpus(ASK_SCALE, models.encoder_id, reuse=opts.cache)
+    path = work / "ask-100k.db"
+    shutil.copy(built.path, path)
+    settings = _settings(path)
+    service = Service(settings, Store.open(path), Models.from_settings(settings))
+    label = f"@{size_label(ASK_SCALE)} "
+    result.figures[f"{label}passages (synthetic + seeds)"] = _add_seeds(service, seeds)
+    questions = ASK_QUESTIONS[:opts.pick(4, len(ASK_QUESTIONS))]
+    asyncio.run(_time_asks(service, questions, result, label))
+    asyncio.run(_where_ask_time_goes(service, questions[:opts.pick(2, 6)], result, label))
+    _forget_sentence_vectors(service.store)
+    service.close()
+    _batch_versus_processes(opts, result, settings, label)
+
+
+def _add_seeds(service: Service, seeds: Path) -> int:
+    """Index the seeds into the service's store with the passage vectors of the embedded seed database."""
+    index_paths(service.store, [corpus.SEEDS])
+    model_id = service.models.encoder_id
+    source = Store.open(seeds)
+    vectors = source.embeddings(model_id, [digest for digest, _ in service.store.missing_embeddings(model_id)])
+    source.close()
+    service.store.save_embeddings(model_id, list(vectors.items()))
+    service.embed_missing()  # nothing left, unless the seeds changed since their database was built
+    return service.store.passage_count()
+
+
+def _batch_versus_processes(opts: Options, result: StageResult, settings: Settings, label: str) -> None:
+    """`digestbot ask --json -` over N new questions (per-question cost from the gaps between its output
+    lines; the first line also pays start-up), against one `digestbot ask --json Q` process per question."""
+    env = {**os.environ, "DIGESTBOT_DB": settings.db_path}
+    command = [sys.executable, "-m", "bot", "ask", "--json"]
+    questions = ASK_QUESTIONS[:opts.pick(6, len(ASK_QUESTIONS))]
+    started = time.perf_counter()
+    batch = subprocess.Popen([*command, "-"], cwd=corpus.ROOT, env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    batch.stdin.write("".join(f"{q}\n" for q in questions))
+    batch.stdin.close()
+    arrivals = [time.perf_counter() - started for _ in batch.stdout]
+    if batch.wait() != 0 or len(arrivals) != len(questions):
+        raise RuntimeError(f"ask --json - exited {batch.returncode} after {len(arrivals)}/{len(questions)} lines")
+    per_question = np.diff(arrivals)
+    result.figures[f"{label}batch: questions"] = len(questions)
+    result.figures[f"{label}batch: start-up + first answer s"] = round(arrivals[0], 2)
+    result.figures[f"{label}batch: per-question mean ms"] = round(float(per_question.mean()) * 1000, 1)
+    result.figures[f"{label}batch: per-question p95 ms"] = round(float(np.percentile(per_question, 95)) * 1000, 1)
+    result.figures[f"{label}batch: total s"] = round(arrivals[-1], 2)
+
+    store = Store.open(settings.db_path)
+    _forget_sentence_vectors(store)  # the processes answer new questions too
+    store.close()
+    processes = [_timed(lambda q=q: subprocess.run([*command, q], cwd=corpus.ROOT, env=env, check=True,
+                                                   capture_output=True))
+                 for q in questions[:opts.pick(2, 3)]]
+    result.figures[f"{label}one process per question: mean s"] = round(float(np.mean(processes)), 2)
+    result.figures[f"{label}one process per question: n"] = len(processes)
+    result.notes.append(f"{label.strip()}: {ASK_SCALE:,} synthetic passages (random unit vectors) plus the seeds "
+                        "(real e5 vectors); questions and hit sentences are encoded by the real e5")
 
 
 # -- stage 4: digest ------------------------------------------------------------------------------------
