@@ -228,14 +228,14 @@ class Tally:
 
     def row(self, label: str) -> str:
         pct = lambda a, b: f"{a / b:6.1%}" if b else "     -"  # noqa: E731
-        return (f"{label:<14} {self.n:>4} {pct(self.fact, self.n)} {pct(self.quote, self.n)} "
+        return (f"{label:<18} {self.n:>4} {pct(self.fact, self.n)} {pct(self.quote, self.n)} "
                 f"{pct(self.cited, self.n)} {pct(self.retrieved, self.n)} "
                 f"{pct(self.abstained_answerable, self.n)}   {self.unanswerable:>4} "
                 f"{pct(self.abstained_unanswerable, self.unanswerable)}")
 
 
-DEV_HEADER = (f"{'dev set':<14} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'top3':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
-              f"{'':<14} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
+DEV_HEADER = (f"{'dev set':<18} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'top3':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
+              f"{'':<18} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
 DEV_LEGEND = ("fact: a gold answer in the answer text; quote: in a cited quote; source: the gold document is "
               "cited;\ntop3: it is among the 3 closest documents retrieved (Answer.closest);\nabst. (ans): answerable questions abstained on (lower is better); n-un: unanswerable "
               "look-alikes;\nabst. (unans): unanswerable ones abstained on (higher is better).")
@@ -245,20 +245,24 @@ def is_gold_path(path: str, key: str | None) -> bool:
     return bool(key) and path.replace("\\", "/").endswith(f"/{key}.txt")
 
 
-def _groups(item: dict) -> list[str]:
+def _groups(item: dict, kinds: bool = False) -> list[str]:
+    """Rows an item counts in: its split, split x genre, and split x language pair for German or
+    cross-language questions (unanswerable German ones under DE->?)."""
     groups = [item["split"], f"{item['split']}:{item['genre']}"]
-    pair = f"{item['lang_q']}->{item['lang_doc'] or item['lang_q']}"
-    if item["lang_q"] != (item["lang_doc"] or item["lang_q"]) or item["lang_q"] == "de":
-        groups.append(f"{item['split']}:{pair.upper()}")
+    if item["lang_q"] != "en" or (item["lang_doc"] or "en") != "en":
+        groups.append(f"{item['split']}:{item['lang_q']}->{item['lang_doc'] or '?'}".upper().replace("TUNE", "tune")
+                      .replace("REPORT", "report"))
+    if kinds and item["answers"]:
+        groups.append(f"{item['split']}:kind={item['kind']}")
     return groups
 
 
 def evaluate_dev(service: "Service", questions: list[dict], show_misses: set[str] = frozenset(),
-                 log=print) -> dict[str, Tally]:
+                 log=print, kinds: bool = False) -> dict[str, Tally]:
     tallies: dict[str, Tally] = {}
     for i, item in enumerate(questions, 1):
         answer = service.answer(item["q"])
-        for group in _groups(item):
+        for group in _groups(item, kinds):
             fact, quote = tallies.setdefault(group, Tally()).add(item, answer)
         if item["split"] in show_misses and not fact:
             shown = re.sub(r"\s+", " ", answer.text)[:200] or "(abstained)"
@@ -360,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--misses", action="append", default=[], choices=["seeds", "tune", "report"],
                         help="list misses of the seeds questions or of one dev-set split (repeatable)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached dev-set index")
+    parser.add_argument("--kinds", action="store_true", help="add dev-set rows per question kind")
     parser.add_argument("--limit", type=int, help="answer only the first N dev-set questions of each split")
     args = parser.parse_args(argv)
     if args.only != "dev":
@@ -371,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         service = open_dev_service(args.rebuild, log=lambda m: print(m, file=sys.stderr))
         try:
             print()
-            tallies = evaluate_dev(service, questions, set(args.misses) - {"seeds"})
+            tallies = evaluate_dev(service, questions, set(args.misses) - {"seeds"}, kinds=args.kinds)
             print_dev_table(tallies)
         finally:
             service.close()
