@@ -93,19 +93,22 @@ class _Candidate:
 
 
 def answer_question(question: str, hits: list[Hit], encoder: Encoder,
-                    embed: Callable[[list[str]], np.ndarray] | None = None, weights: Weights = WEIGHTS) -> Answer:
+                    embed: Callable[[list[str]], np.ndarray] | None = None,
+                    query: np.ndarray | None = None) -> Answer:
     """Pick the sentence that answers, lead with its short answer; abstain when the evidence is thin.
 
-    `embed` embeds sentences (the service passes a cached one); default: the encoder directly.
+    `embed` embeds sentences (the service passes a cached one; default: the encoder directly) and
+    `query` is the question's vector when the search already computed it.
     """
-    candidates = candidates_for(question, hits, encoder, embed)
-    return answer_from(candidates, hits, weights)
+    return answer_from(candidates_for(question, hits, encoder, embed, query), hits)
 
 
 def candidates_for(question: str, hits: list[Hit], encoder: Encoder,
-                   embed: Callable[[list[str]], np.ndarray] | None = None) -> list[_Candidate]:
+                   embed: Callable[[list[str]], np.ndarray] | None = None,
+                   query: np.ndarray | None = None) -> list[_Candidate]:
     """Every answer-shaped sentence of the hits with its evidence, unscored (the model work)."""
-    query = encoder.embed_queries([question])[0]
+    if query is None:
+        query = encoder.embed_queries([question])[0]
     return _candidates(hits, analyse(question), embed or encoder.embed_passages, query)
 
 
@@ -225,21 +228,31 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
 
 
 def _claim_text(candidate: _Candidate) -> str:
-    """The sentence as the answer line shows it: fillers trimmed, and the sentence before it kept
-    when this one opens with a pronoun that only that sentence explains."""
+    """The sentence as the answer line shows it: fillers trimmed, the sentence before it kept when
+    this one opens with a pronoun that only that sentence explains, and the one after it when this
+    one ends in a colon ("run the command:" and the command)."""
+    text = candidate.hit.passage.text
     claim = trim_fillers(readable(candidate.sentence))
     if candidate.context < candidate.start and _ANAPHOR.match(claim):
-        before = candidate.hit.passage.text[candidate.context:candidate.start]
-        claim = f"{trim_fillers(readable(before))} {claim}"
+        claim = f"{trim_fillers(readable(text[candidate.context:candidate.start]))} {claim}"
+    following = _following(candidate)
+    if claim.endswith(":") and following:
+        claim = f"{claim} {readable(text[following[0]:following[1]])}"
     return claim
 
 
+def _following(candidate: _Candidate) -> tuple[int, int] | None:
+    """The span of the sentence after the claim in its passage, if there is one."""
+    return next(((a, b) for a, b in sentence_spans(candidate.hit.passage.text) if a >= candidate.end), None)
+
+
 def _quote(candidate: _Candidate) -> str:
-    """The passage text the answer came from, plus the following sentence when it fits in QUOTE_CHARS."""
+    """The passage text the answer came from, plus the following sentence when it fits in QUOTE_CHARS
+    (always, when the claim ends in a colon)."""
     text = candidate.hit.passage.text
     end = candidate.end
-    following = next(((a, b) for a, b in sentence_spans(text) if a >= end), None)
-    if following and following[1] - candidate.context <= QUOTE_CHARS:
+    following = _following(candidate)
+    if following and (following[1] - candidate.context <= QUOTE_CHARS or text[:end].rstrip().endswith(":")):
         end = following[1]
     return text[candidate.context:end]
 

@@ -62,7 +62,13 @@ _NAME = re.compile(
 _NOT_NAMES = STOPWORDS | frozenset("""yes yeah so well okay oh now here today yesterday tomorrow also however
 but and then there this that these those it its i we you they he she our my his her their some many most
 monday tuesday wednesday thursday friday saturday sunday ceo cto cfo coo ai ml faq pdf url api tv mr mrs ms dr
-prof sir""".split())
+prof sir after before apparently chapter section although though because during since until unless whereas
+meanwhile instead still yet even perhaps maybe several other another each every both first second third finally
+recently later earlier currently according see note please thus therefore hence furthermore moreover indeed
+american british english german french italian spanish chinese japanese russian european african asian indian
+canadian australian mexican kapitel abschnitt siehe""".split())
+_REFERENCE = re.compile(r"(?:section|chapter|kapitel|abschnitt|§|figure|table|page|seite|release|version)\s*$",
+                        re.I)
 _ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|start-up|lab|labs|team|"
                        r"university|party|band|agency|publisher|bank|unternehmen|firma|organisation|partei)\b", re.I)
 _PLACE_HINT = re.compile(r"\b(?:country|city|town|state|province|county|region|capital|continent|island|river|"
@@ -156,7 +162,8 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
     does not already contain."""
     kind = question.kind
     if kind == NUMBER:
-        found = [m.span() for m in _NUMBER.finditer(sentence) if not _is_bare_year(m.group())]
+        found = [m.span() for m in _NUMBER.finditer(sentence)
+                 if not _is_bare_year(m.group()) and not _REFERENCE.search(sentence[:m.start()])]
     elif kind == DATE:
         found = [m.span() for m in _DATE.finditer(sentence)]
     elif kind in (PERSON, ORGANISATION, PLACE, LIST, ENTITY):

@@ -105,6 +105,7 @@ class Retriever:
         self.dense = DenseIndex()
         self._documents: tuple[int, list[Document]] | None = None
         self._doc_freq: tuple[int, int, dict[str, int]] = (-1, 0, {})
+        self._last_query: tuple[str | None, np.ndarray | None] = (None, None)
 
     def search(self, query: str, *, limit: int = 5, documents: list[Document] | None = None,
                since: str | None = None, dense: bool = True, each_language: int = 0) -> list[Hit]:
@@ -130,6 +131,13 @@ class Retriever:
         first = [hit for hit in hits if hit.passage.id in kept]
         rest = [hit for hit in hits if hit.passage.id not in kept][:max(limit - len(first), 0)]
         return sorted(first + rest, key=lambda hit: -hit.score)
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, kept for the last query: answering a question reuses the one its
+        search computed."""
+        if self._last_query[0] != query:
+            self._last_query = (query, self._encoder().embed_queries([query])[0])
+        return self._last_query[1]
 
     def all_documents(self) -> list[Document]:
         """Every document, re-read only when the index changed (a full read costs ~0.3 s at 1M passages)."""
@@ -174,7 +182,7 @@ class Retriever:
         per language gives each language's best passage a fair place.
         """
         self.dense.refresh(self.store, self.model_id)
-        vector = self._encoder().embed_queries([query])[0]
+        vector = self.query_vector(query)
         allowed = None
         if restrict is not None:
             allowed = np.array(self.store.passage_ids(restrict), dtype=np.int64)

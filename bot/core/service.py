@@ -133,8 +133,9 @@ class Service:
         enough) and the fallback. With a generator configured, a grounded generated answer over the
         same passages replaces it when at least one generated claim is supported by its passage.
         """
-        hits = self.retriever.search(question, limit=ASK_PASSAGES)
-        extractive = answer_question(question, hits, self.models.encoder, self.embed_sentences)
+        hits = self.question_hits(question)
+        extractive = answer_question(question, hits, self.models.encoder, self.embed_sentences,
+                                     self.retriever.query_vector(question))
         if extractive.abstained or not self.models.generates:
             return extractive
         try:
@@ -143,6 +144,11 @@ class Service:
         except GenerationError as exc:
             log.warning("generated answer failed, answering extractively: %s", exc)
             return extractive
+
+    def question_hits(self, question: str) -> list[Hit]:
+        """The passages an answer is chosen from: the best by fused rank, and each language's best
+        by meaning, so a passage in another language than the question still gets its chance."""
+        return self.retriever.search(question, limit=ASK_PASSAGES, each_language=1)
 
     def embed_sentences(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors, cached in SQLite like passage vectors, so warm questions skip the encoder."""
