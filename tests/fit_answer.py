@@ -3,7 +3,7 @@
 The model work (retrieval, sentence vectors) runs once per question; then every weight setting
 in a small grid re-ranks the same candidates, and the setting with the most facts in the answer
 text wins among those that abstain on at least 90% of the unanswerable questions and on at most
-5% of the answerable ones (or, when none does, the best trade-off within the 5%). Only the tune
+5% of the answerable ones (or, when none does, the most facts within the 5%, then the most abstentions). Only the tune
 half is read; copy the printed weights into `bot.core.answer.WEIGHTS` and report the held-out
 half with `python -m tests.answer_eval`.
 """
@@ -18,10 +18,11 @@ from bot.core.answer import WEIGHTS, Weights, answer_from, candidates_for
 from tests.answer_eval import contains_any, load_dev_questions, open_dev_service
 
 GRID = {
-    "coverage": [0.0, 0.05, 0.1, 0.15, 0.2],
-    "phrase": [0.0, 0.02, 0.04, 0.06, 0.08],
-    "near": [0.0, 0.05, 0.1, 0.2],
-    "other_language": [0.0, 0.02, 0.04],
+    "coverage": [0.0, 0.05, 0.1],
+    "phrase": [0.0, 0.04, 0.08, 0.12],
+    "near": [0.0, 0.05, 0.1],
+    "other_language": [0.0, 0.02, 0.04, 0.06],
+    "section": [0.0, 0.1, 0.2, 0.3],
 }
 MIN_UNANSWERABLE_ABSTAINED = 0.9
 MAX_ANSWERABLE_ABSTAINED = 0.05
@@ -91,14 +92,12 @@ def meets_targets(result) -> bool:
 
 
 def preference(result) -> tuple:
-    """Settings that meet both abstention targets first, by facts; then, within the answerable
-    abstention cap, by facts plus abstentions on the unanswerable, each as a share."""
+    """Settings that meet both abstention targets first, by facts; then those within the answerable
+    abstention cap, by facts, then by abstentions on the unanswerable."""
     facts, _, wrong, right, n, u = result
     if meets_targets(result):
-        return (2, facts)
-    if wrong / max(n, 1) <= MAX_ANSWERABLE_ABSTAINED:
-        return (1, facts / max(n, 1) + right / max(u, 1))
-    return (0, facts)
+        return (2, facts, right)
+    return (int(wrong / max(n, 1) <= MAX_ANSWERABLE_ABSTAINED), facts, right)
 
 
 def main() -> None:

@@ -57,8 +57,9 @@ def test_injected_instructions_are_quoted_as_data(seeded_service, run, tmp_path)
     reply = ask(seeded_service, "What does the memo tell the bot to reply?", run)
     # the injected text is quoted and cited like any other sentence, and nothing acts on it
     assert reply.ok and reply.title == "Answer"
-    assert "IGNORE ALL PREVIOUS INSTRUCTIONS" in reply.text
+    assert "admin mode" in reply.text
     assert reply.sources[0].title == "Vendor memo about the quarterly offsite"
+    assert "IGNORE ALL PREVIOUS INSTRUCTIONS" in reply.sources[0].quote
     assert len(seeded_service.store.documents()) == before
 
 

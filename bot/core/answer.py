@@ -32,16 +32,19 @@ class Weights:
     """How a candidate's evidence adds up: e5 cosine between the question and the sentence with its
     context, plus bonuses for the question's words it holds (`coverage`), for a phrase of the wanted
     kind (`phrase`, more with the question's words close to it: `near`), for the passage's retrieval
-    rank and for being in another language than the question (`other_language`: the small
-    multilingual encoder scores same-language text higher). The best candidate must reach
+    rank, for being in another language than the question (`other_language`: the small
+    multilingual encoder scores same-language text higher) and for following a heading or FAQ
+    question that holds the question's words (`section`: in FAQ-like text the answer is what
+    follows the matching question). The best candidate must reach
     `min_evidence` or the bot abstains. Fitted on the tune half of the dev set: `python -m
     tests.fit_answer` prints the fit; tests/answer_eval.py reports the held-out half."""
 
     coverage: float = 0.1
-    phrase: float = 0.04
+    phrase: float = 0.0
     near: float = 0.1
     rank: float = 0.01
     other_language: float = 0.0
+    section: float = 0.0
     min_evidence: float = 0.88
 
 
@@ -49,7 +52,7 @@ WEIGHTS = Weights()
 PHRASE_REACH = 6  # words either side of a phrase in which the question's words count as near
 # Extra sentences are cited only for answers without a short phrase, and when nearly as good.
 MAX_SENTENCES = 2
-RUNNER_UP_MARGIN = 0.02
+RUNNER_UP_MARGIN = 0.04
 MIN_WORDS = 3
 QUOTE_CHARS = 400
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
@@ -77,11 +80,12 @@ class _Candidate:
     near: float
     other_language: bool
     rank: float  # 1 for the first retrieved passage, towards 0 for the last
+    section: float  # share of the question's words in the heading or FAQ question the sentence follows
 
     def score(self, weights: Weights) -> float:
         bonus = weights.phrase + weights.near * self.near if self.phrase else 0.0
         return (self.similarity + weights.coverage * self.coverage + weights.rank * self.rank
-                + weights.other_language * self.other_language + bonus)
+                + weights.other_language * self.other_language + weights.section * self.section + bonus)
 
     @property
     def sentence(self) -> str:
@@ -145,25 +149,30 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
                 query: np.ndarray) -> list[_Candidate]:
     """Every answer-shaped sentence of the hits with the sentence before it, best first."""
     spans, contexts = [], []
+    asked_stems = _stems(asked.text)
     for rank, hit in enumerate(hits):
         text = hit.passage.text
         sentences = sentence_spans(text)
+        section = 0.0  # how closely the question or heading this sentence follows matches the question
         for i, (a, b) in enumerate(sentences):
-            if _restates(text[a:b], hit.document.title, asked) or len(words(readable(text[a:b]))) < MIN_WORDS:
+            if _restates(text[a:b], hit.document.title, asked):
+                section = len(asked_stems & _stems(text[a:b])) / max(len(asked_stems), 1)
+                continue
+            if len(words(readable(text[a:b]))) < MIN_WORDS:
                 continue
             context = sentences[i - 1][0] if i else a
-            spans.append((rank, hit, context, a, b))
+            spans.append((rank, hit, context, a, b, section))
             contexts.append(readable(text[context:b]))
     if not spans:
         return []
     similarities = embed(contexts) @ query
     coverages, idf = _coverage(asked, [(hit, hit.passage.text[c:b], hit.passage.text[a:b])
-                                       for _, hit, c, a, b in spans])
+                                       for _, hit, c, a, b, _ in spans])
     candidates = []
-    for (rank, hit, context, a, b), similarity, coverage in zip(spans, similarities, coverages):
+    for (rank, hit, context, a, b, section), similarity, coverage in zip(spans, similarities, coverages):
         phrase, near = _best_phrase(hit, a, b, asked, idf)
         candidates.append(_Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
-                                     hit.document.language != asked.language, 1 - rank / len(hits)))
+                                     hit.document.language != asked.language, 1 - rank / len(hits), section))
     return candidates
 
 
@@ -236,9 +245,15 @@ def _claim_text(candidate: _Candidate) -> str:
     if candidate.context < candidate.start and _ANAPHOR.match(claim):
         claim = f"{trim_fillers(readable(text[candidate.context:candidate.start]))} {claim}"
     following = _following(candidate)
-    if claim.endswith(":") and following:
+    if following and (claim.endswith(":") or _is_fragment(text[following[0]:following[1]])):
         claim = f"{claim} {readable(text[following[0]:following[1]])}"
     return claim
+
+
+def _is_fragment(sentence: str) -> bool:
+    """A command or code line set on its own line ("dpkg --list"): part of the sentence before it."""
+    line = sentence.strip()
+    return len(words(line)) <= 6 and line[-1:] not in ".!?\"'”’)"
 
 
 def _following(candidate: _Candidate) -> tuple[int, int] | None:
@@ -252,7 +267,8 @@ def _quote(candidate: _Candidate) -> str:
     text = candidate.hit.passage.text
     end = candidate.end
     following = _following(candidate)
-    if following and (following[1] - candidate.context <= QUOTE_CHARS or text[:end].rstrip().endswith(":")):
+    if following and (following[1] - candidate.context <= QUOTE_CHARS or text[:end].rstrip().endswith(":")
+                      or _is_fragment(text[following[0]:following[1]])):
         end = following[1]
     return text[candidate.context:end]
 

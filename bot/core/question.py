@@ -66,7 +66,7 @@ prof sir after before apparently chapter section although though because during 
 meanwhile instead still yet even perhaps maybe several other another each every both first second third finally
 recently later earlier currently according see note please thus therefore hence furthermore moreover indeed
 american british english german french italian spanish chinese japanese russian european african asian indian
-canadian australian mexican kapitel abschnitt siehe""".split())
+canadian australian mexican kapitel abschnitt siehe once aside""".split())
 _REFERENCE = re.compile(r"(?:section|chapter|kapitel|abschnitt|§|figure|table|page|seite|release|version)\s*$",
                         re.I)
 _ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|start-up|lab|labs|team|"
@@ -186,8 +186,9 @@ def _names(sentence: str, german: bool) -> list[tuple[int, int]]:
         while (lead := re.match(r"(\S+)\s+", sentence[a:b])) and lead.group(1).lower() in _NOT_NAMES:
             a += lead.end()
         tokens = sentence[a:b].split()
+        opener = not sentence[:a].strip(" \"'“‘(")  # one capitalised word opening a sentence is no name
         if tokens and tokens[-1].lower() not in _NOT_NAMES and (len(tokens) >= 2 or (
-                not german and len(tokens[0]) > 1 and tokens[0].lower() not in _NOT_NAMES)):
+                not german and not opener and len(tokens[0]) > 1 and tokens[0].lower() not in _NOT_NAMES)):
             spans.append((a, b))
     return spans
 
