@@ -5,7 +5,7 @@ instructions), and must end every sentence with the number of the passage it com
 sentence of its reply is a claim; a claim is kept only when a passage it cites supports it:
 
 - every number and capitalised name in the claim occurs in that passage,
-- at least half of its other content words occur there (compared by 5-letter stems), and
+- at least half of its other content words occur there (compared by stems), and
 - its encoder similarity to the passage's closest sentence reaches CLAIM_SIMILARITY.
 
 That closest sentence is quoted as the claim's source. A reply with nothing supported falls back to
@@ -22,6 +22,7 @@ import numpy as np
 
 from bot.core.answer import Answer
 from bot.core.models import Hit, Source
+from bot.core.question import STOPWORDS, stem
 from summarizer.encoder import Encoder
 from summarizer.generative import Generator, _as_data, estimate_tokens
 from summarizer.text import readable, sentence_spans, words
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 # supports it. Paraphrases and sub-claims of a sentence score 0.86-0.95; unrelated text 0.73-0.80.
 CLAIM_SIMILARITY = 0.84
 CONTENT_COVERAGE = 0.5
-STEM = 5
 ANSWER_TOKENS = 200  # bounds the reply, so the number of claims to check
 
 SYSTEM_PROMPT = (
@@ -46,11 +46,6 @@ SYSTEM_PROMPT = (
 _MARKERS = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _AFTER_STOP = re.compile(r"([.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])+)")  # "claim. [1]" -> "claim [1]."
 _DONT_KNOW = re.compile(r"^\W*(?:i\s+(?:do\s+not|don['’]?t)\s+know|unknown|no answer)\b", re.IGNORECASE)
-# Function words a claim may use without its passage having them.
-_STOP = set("""a an the of to in on for and or is are was were be been being who what when where which why
-how does do did has have had it its this that these those with by from as at about into than then there
-their they them he she his her i you we our your my me not no but also will would can could should may
-might after before over under between during while""".split())
 
 
 @dataclass(frozen=True)
@@ -151,14 +146,14 @@ def verify(claims: list[Claim], hits: list[Hit], encoder: Encoder,
 def _terms_present(claim: str, passage: str) -> bool:
     """Numbers and capitalised names all in the passage, and most other content words (by stem)."""
     present = {w.lower() for w in words(passage)}
-    stems = {w[:STEM] for w in present}
+    stems = {stem(w) for w in present}
     tokens = words(claim)
     exact = [w.lower() for w in tokens if any(ch.isdigit() for ch in w)
-             or (w[0].isupper() and w.lower() not in _STOP)]
+             or (w[0].isupper() and w.lower() not in STOPWORDS)]
     if any(w not in present for w in exact):
         return False
-    content = [w.lower() for w in tokens if w.lower() not in _STOP and w.lower() not in exact and len(w) > 2]
-    covered = sum(w[:STEM] in stems for w in content)
+    content = [w.lower() for w in tokens if w.lower() not in STOPWORDS and w.lower() not in exact and len(w) > 2]
+    covered = sum(stem(w) in stems for w in content)
     return not content or covered / len(content) >= CONTENT_COVERAGE
 
 
