@@ -54,6 +54,7 @@ PHRASE_REACH = 6  # words either side of a phrase in which the question's words 
 MAX_SENTENCES = 2
 RUNNER_UP_MARGIN = 0.04
 MIN_WORDS = 3
+MAX_EMBEDDED = 24  # candidate sentences embedded per question, chosen by `_lexical_score`
 QUOTE_CHARS = 400
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
@@ -165,15 +166,28 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
             contexts.append(readable(text[context:b]))
     if not spans:
         return []
-    similarities = embed(contexts) @ query
     coverages, idf = _coverage(asked, [(hit, hit.passage.text[c:b], hit.passage.text[a:b])
                                        for _, hit, c, a, b, _ in spans])
-    candidates = []
-    for (rank, hit, context, a, b, section), similarity, coverage in zip(spans, similarities, coverages):
+    features = []
+    for (rank, hit, context, a, b, section), coverage in zip(spans, coverages):
         phrase, near = _best_phrase(hit, a, b, asked, idf)
+        features.append((coverage, phrase, near, 1 - rank / len(hits), section))
+    # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded.
+    keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
+    similarities = embed([contexts[i] for i in keep]) @ query
+    candidates = []
+    for i, similarity in zip(keep, similarities):
+        (rank, hit, context, a, b, section), (coverage, phrase, near, rank_share, _) = spans[i], features[i]
         candidates.append(_Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
-                                     hit.document.language != asked.language, 1 - rank / len(hits), section))
+                                     hit.document.language != asked.language, rank_share, section))
     return candidates
+
+
+def _lexical_score(coverage: float, phrase: tuple[int, int] | None, near: float, rank: float,
+                   section: float) -> float:
+    """A cheap first ranking of candidates, before the encoder: on the tune half, its best 24 held
+    a sentence with the answer for 99% of the questions where any candidate did."""
+    return coverage + 0.5 * rank + (0.3 + near if phrase else 0.0) + 0.2 * section
 
 
 def _restates(sentence: str, title: str, asked: Question) -> bool:
