@@ -8,8 +8,8 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    cosine), for holding the question's words, and for holding a phrase of the wanted kind that
    the question does not already contain;
 3. sentences that restate the question (questions, headings, the title) are never the answer;
-4. the bot abstains unless the best candidate is close in meaning and, within one language,
-   holds the question's rarer words: look-alike documents about the same subject do not answer.
+4. the bot abstains when the best candidate's evidence (meaning, the question's rarer words, a
+   phrase of the wanted kind near them) stays below a threshold fitted on the dev set's tune half.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from summarizer.encoder import Encoder
 from summarizer.text import readable, sentence_spans, trim_fillers, words
 
 
-
 @dataclass(frozen=True)
 class Weights:
     """How a candidate's evidence adds up: e5 cosine between the question and the sentence with its
@@ -35,9 +34,9 @@ class Weights:
     rank, for being in another language than the question (`other_language`: the small
     multilingual encoder scores same-language text higher) and for following a heading or FAQ
     question that holds the question's words (`section`: in FAQ-like text the answer is what
-    follows the matching question). The best candidate must reach
-    `min_evidence` or the bot abstains. Fitted on the tune half of the dev set: `python -m
-    tests.fit_answer` prints the fit; tests/answer_eval.py reports the held-out half."""
+    follows the matching question). The best candidate must reach `min_evidence` or the bot
+    abstains. Fitted on the tune half of the dev set: `python -m tests.fit_answer` prints the fit;
+    `python -m tests.answer_eval` reports the held-out half."""
 
     coverage: float = 0.1
     phrase: float = 0.0
@@ -70,7 +69,7 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     hit: Hit
     start: int  # the claim sentence, as offsets in the passage text
     end: int
@@ -110,14 +109,14 @@ def answer_question(question: str, hits: list[Hit], encoder: Encoder,
 
 def candidates_for(question: str, hits: list[Hit], encoder: Encoder,
                    embed: Callable[[list[str]], np.ndarray] | None = None,
-                   query: np.ndarray | None = None) -> list[_Candidate]:
+                   query: np.ndarray | None = None) -> list[Candidate]:
     """Every answer-shaped sentence of the hits with its evidence, unscored (the model work)."""
     if query is None:
         query = encoder.embed_queries([question])[0]
     return _candidates(hits, analyse(question), embed or encoder.embed_passages, query)
 
 
-def answer_from(candidates: list[_Candidate], hits: list[Hit], weights: Weights = WEIGHTS) -> Answer:
+def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights = WEIGHTS) -> Answer:
     """The answer the candidates support under `weights` (no model work: the fit reruns this)."""
     closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
     scores = {id(c): c.score(weights) for c in candidates}
@@ -147,7 +146,7 @@ def answer_from(candidates: list[_Candidate], hits: list[Hit], weights: Weights 
 
 
 def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], np.ndarray],
-                query: np.ndarray) -> list[_Candidate]:
+                query: np.ndarray) -> list[Candidate]:
     """Every answer-shaped sentence of the hits with the sentence before it, best first."""
     spans, contexts = [], []
     asked_stems = _stems(asked.text)
@@ -178,7 +177,7 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     candidates = []
     for i, similarity in zip(keep, similarities):
         (rank, hit, context, a, b, section), (coverage, phrase, near, rank_share, _) = spans[i], features[i]
-        candidates.append(_Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
+        candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
                                      hit.document.language != asked.language, rank_share, section))
     return candidates
 
@@ -250,7 +249,7 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
     return (start + best[0], start + best[1]), nearby(best)
 
 
-def _claim_text(candidate: _Candidate) -> str:
+def _claim_text(candidate: Candidate) -> str:
     """The sentence as the answer line shows it: fillers trimmed, the sentence before it kept when
     this one opens with a pronoun that only that sentence explains, and the one after it when this
     one ends in a colon ("run the command:" and the command)."""
@@ -270,12 +269,12 @@ def _is_fragment(sentence: str) -> bool:
     return len(words(line)) <= 6 and line[-1:] not in ".!?\"'”’)"
 
 
-def _following(candidate: _Candidate) -> tuple[int, int] | None:
+def _following(candidate: Candidate) -> tuple[int, int] | None:
     """The span of the sentence after the claim in its passage, if there is one."""
     return next(((a, b) for a, b in sentence_spans(candidate.hit.passage.text) if a >= candidate.end), None)
 
 
-def _quote(candidate: _Candidate) -> str:
+def _quote(candidate: Candidate) -> str:
     """The passage text the answer came from, plus the following sentence when it fits in QUOTE_CHARS
     (always, when the claim ends in a colon)."""
     text = candidate.hit.passage.text
@@ -287,6 +286,6 @@ def _quote(candidate: _Candidate) -> str:
     return text[candidate.context:end]
 
 
-def _same_claim(a: _Candidate, b: _Candidate) -> bool:
+def _same_claim(a: Candidate, b: Candidate) -> bool:
     overlap = set(words(a.sentence.lower())) & set(words(b.sentence.lower()))
     return len(overlap) / max(len(set(words(a.sentence.lower()))), 1) > 0.6
