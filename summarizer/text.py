@@ -10,7 +10,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’»)\]]*\s+|(?<=[。！
 _ABBREVIATIONS = frozenset("""mr mrs ms dr prof st jr sr vs etc inc ltd co corp no nr vol fig approx ca e.g i.e
 u.s u.k u.n a.m p.m dept gen col lt sgt rev hon jan feb mar apr jun jul aug sep sept oct nov dec mt ft
 z.b d.h u.a bzw usw vgl bspw ggf evtl inkl sog zzgl abs str hr fr dipl ing""".split())
-_GERMAN_MONTHS = frozenset("""januar februar märz april mai juni juli august september oktober november
+GERMAN_MONTHS = tuple("""januar februar märz april mai juni juli august september oktober november
 dezember""".split())
 _LAST_TOKEN = re.compile(r"(\S+)\.$")
 _SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
@@ -64,7 +64,7 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     word = token.group(1).lstrip("(\"'“‘").lower()
     if len(word) == 1 and word.isalpha() and (text[stop - 2].isupper() or re.fullmatch(r"\w\.", following[0])):
         return False  # an initial, or the first half of "z. B." / "d. h."
-    if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in _GERMAN_MONTHS):
+    if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in GERMAN_MONTHS):
         return False
     if _SECTION_NUMBER.fullmatch(word) and not text[text.rfind("\n", 0, stop) + 1:token.start()].strip():
         return False  # "6.1. How many distributions are there?" is one heading

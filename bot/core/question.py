@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from summarizer.text import guess_language, words
+from summarizer.text import GERMAN_MONTHS, guess_language, words
 
 PERSON, ORGANISATION, PLACE, NUMBER, DATE = "person", "organisation", "place", "number", "date"
 YES_NO, DEFINITION, LIST, OTHER = "yes-no", "definition", "list", "other"
@@ -28,7 +28,7 @@ welches welchen welchem mit von zu zum zur im in am an auf aus bei für nach üb
 keine auch sich es er sie wir ihr man noch nur schon sehr viel viele mehr""".split())
 
 _MONTHS_EN = "january|february|march|april|may|june|july|august|september|october|november|december"
-_MONTHS_DE = "januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember"
+_MONTHS_DE = "|".join(GERMAN_MONTHS)
 _MONTHS_SHORT = "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 _MONTH = rf"(?:{_MONTHS_EN}|{_MONTHS_DE}|{_MONTHS_SHORT})\.?"
 _YEAR = r"(?:1[0-9]{3}|20[0-9]{2})"
