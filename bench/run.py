@@ -1,4 +1,4 @@
-"""digestbot benchmarks: `bench/run [--quick] [--stages index,search,ask,digest,adapters]`.
+"""digestbot benchmarks: `bench/run [--quick] [--stages index,search,ask,digest,adapters,load,peers]`.
 
 Every stage runs in a child process of its own, so each reports its own RSS high-water mark and
 no stage's memory (a 1M-passage vector matrix) or warm caches leak into the next. Figures print as
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -614,10 +615,20 @@ def _callback_path(payload: dict) -> str:
 
 
 # -- driver ---------------------------------------------------------------------------------------------
+# Stages that live in modules of their own, each exposing `stage(opts) -> StageResult`.
+MODULE_STAGES = {"load:search": "bench.load", "load:fetch": "bench.fetch_bomb", "peers": "bench.peers"}
+STAGES = ("index", "search", "ask", "digest", "adapters", "load", "peers")
+
+
 def stage_ids(stages: list[str], sizes: tuple[int, ...]) -> list[str]:
     ids = []
     for stage in stages:
-        ids += [f"search:{size}" for size in sizes] if stage == "search" else [stage]
+        if stage == "search":
+            ids += [f"search:{size}" for size in sizes]
+        elif stage == "load":
+            ids += ["load:search", "load:fetch"]
+        else:
+            ids.append(stage)
     return ids
 
 
@@ -626,7 +637,12 @@ def run_stage(stage_id: str, opts: Options) -> StageResult:
     functions = {"index": stage_index, "ask": stage_ask, "digest": stage_digest, "adapters": stage_adapters}
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    result = stage_search(opts, int(size)) if name == "search" else functions[name](opts)
+    if stage_id in MODULE_STAGES:
+        result = importlib.import_module(MODULE_STAGES[stage_id]).stage(opts)
+    elif name == "search":
+        result = stage_search(opts, int(size))
+    else:
+        result = functions[name](opts)
     result.seconds = round(time.perf_counter() - started, 1)
     result.peak_rss_mb = peak_rss_mb()
     result.load_average = round((load + os.getloadavg()[0]) / 2, 2)
@@ -653,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a ~2 minute subset once caches exist (sizes 1k and 100k, fewer samples)")
     parser.add_argument("--stages", default="index,search,ask,digest,adapters",
-                        help="comma-separated stages to run (default: all)")
+                        help=f"comma-separated stages to run, of {','.join(STAGES)} "
+                             "(default: index,search,ask,digest,adapters)")
     parser.add_argument("--sizes", help="comma-separated corpus sizes for the search stage (passages)")
     parser.add_argument("--name", help="results file name under bench/results/ (default: quick or full)")
     parser.add_argument("--no-cache", action="store_true",
@@ -671,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(quick=args.quick, cache=not args.no_cache)
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else opts.pick(QUICK_SIZES, FULL_SIZES)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = set(stages) - {"index", "search", "ask", "digest", "adapters"}
+    unknown = set(stages) - set(STAGES)
     if unknown:
         parser.error(f"unknown stages: {', '.join(sorted(unknown))}")
     info = machine_info()
