@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,9 +14,17 @@ from bot.core.models import Document, UserError
 from bot.core.store import Store, utcnow
 from summarizer.text import clean_control, guess_language, sentence_spans, word_count
 
+log = logging.getLogger(__name__)
+
 SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 METADATA_FILE = "metadata.json"
+METADATA_FIELDS = ("title", "url", "published", "language")
 MIN_WORDS, MAX_WORDS = 80, 250
+# Caps per document: a small PDF whose pages share one content stream can expand to tens of
+# millions of characters; a big text file in a folder to gigabytes of memory. Bigger is refused.
+MAX_DOCUMENT_CHARS = 2_000_000
+MAX_PASSAGES = 5_000
+MAX_FILE_BYTES = 32 * 2**20
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
@@ -25,12 +35,20 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0
     passages: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # files not indexed, one line each
+    warnings: list[str] = field(default_factory=list)  # indexed anyway (a malformed metadata.json)
 
     def line(self) -> str:
         text = (f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
                 f"{self.removed} removed ({self.passages} passages)")
         return text + (f"; {len(self.errors)} failed" if self.errors else "")
+
+
+def too_long(name: str, chars: int | None = None) -> UserError:
+    """The one-line refusal of a document with more text than MAX_DOCUMENT_CHARS."""
+    size = f"{chars:,} characters of text" if chars is not None else "its text"
+    return UserError(f"{name}: {size} is more than the {MAX_DOCUMENT_CHARS:,} characters a document may have; "
+                     "not indexed.")
 
 
 def content_hash(text: str) -> str:
@@ -114,12 +132,23 @@ def _title_from_text(text: str, fallback: str) -> str:
 
 
 def _display_path(path: Path) -> str:
-    """The path as indexed: relative to the working directory when inside it."""
-    resolved = path.resolve()
+    """The path as indexed: relative to the working directory when inside it.
+
+    Only `path` itself is made absolute, not resolved: a link inside an indexed folder is keyed by
+    where it sits, not by what it points at (callers pass resolved folders)."""
+    absolute = Path(os.path.abspath(path))
     try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
+        return str(absolute.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(resolved)
+        return str(absolute)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links followed, is `root` or lies under it (`root` already resolved)."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop
+        return False
 
 
 def _doc_id(path: str) -> str:
@@ -127,10 +156,39 @@ def _doc_id(path: str) -> str:
     return f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
 
 
-def _sidecar(directory: Path, cache: dict[Path, dict]) -> dict:
+def read_sidecar(file: Path, warnings: list[str]) -> dict[str, dict[str, str]]:
+    """A folder's metadata.json: {file name: {title, url, published, language}}.
+
+    What is malformed (not JSON, not an object, an entry that is not an object, a field that is
+    not a string) is left out with one warning line each, and the folder is indexed anyway."""
+    label = _display_path(file)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        warnings.append(f"{label}: not valid JSON ({str(exc).splitlines()[0][:120]}); its metadata is ignored.")
+        return {}
+    if not isinstance(data, dict):
+        warnings.append(f"{label}: not an object of file names (a JSON {type(data).__name__}); "
+                        "its metadata is ignored.")
+        return {}
+    entries = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict):
+            warnings.append(f"{label}: the entry for {name[:100]!r} is not an object; ignored.")
+            continue
+        bad = sorted(k for k in METADATA_FIELDS if k in entry and not isinstance(entry[k], (str, type(None))))
+        if bad:
+            warnings.append(f"{label}: {', '.join(bad)} of {name[:100]!r} not text; ignored.")
+        entries[name] = {k: entry[k] for k in METADATA_FIELDS if isinstance(entry.get(k), str)}
+    return entries
+
+
+def _sidecar(directory: Path, root: Path | None, cache: dict[Path, dict], warnings: list[str]) -> dict:
+    """The metadata.json of `directory`, read once per pass; one that links out of `root` is not read."""
     if directory not in cache:
         file = directory / METADATA_FILE
-        cache[directory] = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+        readable = file.is_file() and (root is None or _inside(file, root))
+        cache[directory] = read_sidecar(file, warnings) if readable else {}
     return cache[directory]
 
 
@@ -141,12 +199,17 @@ def build_document(text: str, *, path: str, title: str | None = None, url: str |
     text = clean_control(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if not text.strip():
         raise UserError(f"{path}: no text to index")
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise too_long(path, len(text))
     passages = []
     for start, end in split_passages(text):
         start, end = _strip_span(text, start, end)
         if end > start:
             body = text[start:end]
             passages.append((start, end, body, content_hash(body)))
+    if len(passages) > MAX_PASSAGES:
+        raise UserError(f"{path}: {len(passages):,} passages is more than the {MAX_PASSAGES:,} passages a document "
+                        "may have; not indexed.")
     doc = Document(
         id=doc_id or _doc_id(path), path=path, title=title or _title_from_text(text, Path(path).name),
         language=language or guess_language(text), content_hash=content_hash(text), chars=len(text),
@@ -162,25 +225,45 @@ def read_file(path: Path, sidecar: dict) -> tuple[str, dict]:
     """
     from bot.core.fetch import extract  # fetch builds on this module; imported here to avoid a cycle
 
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise UserError(f"{path.name}: {size / 2**20:,.0f} MB is more than the {MAX_FILE_BYTES / 2**20:g} MB "
+                        "a file may have; not indexed.")
     extracted = extract(path.read_bytes(), content_type="", name=path.name)
     meta = {"title": extracted.title, "published": extracted.published, "url": extracted.url}
     meta.update(sidecar.get(path.name, {}))
     return extracted.text, {k: v for k, v in meta.items() if v is not None}
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(files to index, directories scanned): directories are walked for supported files."""
+def discover(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """(files to index with the path each is indexed under, the folders scanned).
+
+    A folder is walked without entering linked folders, and a file in it is taken only when its
+    resolved location stays inside the folder: a link to /etc/shadow is never read. A file named
+    on its own is read wherever it points.
+    """
     files, roots = [], []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            roots.append(path)
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
+            root = path.resolve()
+            roots.append(root)
+            files.extend((file, _display_path(file)) for file in _files_inside(root))
         elif path.is_file():
-            files.append(path)
+            files.append((path, _display_path(path.resolve())))
         else:
             raise UserError(f"{raw}: no such file or directory")
     return files, roots
+
+
+def _files_inside(root: Path) -> list[Path]:
+    found = []
+    for folder, _, names in os.walk(root):  # followlinks=False: linked folders are not entered
+        for name in names:
+            file = Path(folder, name)
+            if file.suffix.lower() in SUFFIXES and _inside(file, root) and file.is_file():
+                found.append(file)
+    return sorted(found)
 
 
 def index_paths(store: Store, paths: Iterable[str | Path],
@@ -188,10 +271,12 @@ def index_paths(store: Store, paths: Iterable[str | Path],
     """Index files and folders: unchanged skipped, changed replaced, files gone from a scanned folder dropped."""
     files, roots = discover(paths)
     report, sidecars = IndexReport(), {}
-    for path in progress(files):
-        indexed_path = _display_path(path)
+    indexed_paths = dict(files)
+    for path in progress([file for file, _ in files]):
+        indexed_path = indexed_paths[path]
+        root = next((r for r in roots if path.is_relative_to(r)), None)
         try:
-            body, meta = read_file(path, _sidecar(path.parent, sidecars))
+            body, meta = read_file(path, _sidecar(path.parent, root, sidecars, report.warnings))
             existing = store.document_by_path(indexed_path)
             doc, text, passages = build_document(
                 body, path=indexed_path, title=meta.get("title"), url=meta.get("url"),
@@ -210,17 +295,29 @@ def index_paths(store: Store, paths: Iterable[str | Path],
             report.updated += 1
         else:
             report.added += 1
-    report.removed = drop_missing(store, roots)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    report.removed = drop_missing(store, roots, set(indexed_paths.values()))
     return report
 
 
-def drop_missing(store: Store, roots: list[Path]) -> int:
-    """Remove documents whose file lived under one of `roots` and is gone."""
+def drop_missing(store: Store, roots: list[Path], found: set[str]) -> int:
+    """Remove documents that lived under one of `roots` and were not `found` there this time
+    (deleted, or now a link out of the folder)."""
     prefixes = [_display_path(root) for root in roots]
     removed = 0
     for doc in store.documents():
-        inside = any(doc.path == p or doc.path.startswith(p.rstrip("/") + "/") or p == "." for p in prefixes)
-        if inside and not doc.path.startswith(("http://", "https://")) and not Path(doc.path).exists():
+        if doc.path in found or doc.path.startswith(("http://", "https://")):
+            continue
+        if any(_under(doc.path, prefix) for prefix in prefixes):
             store.delete_document(doc.id)
             removed += 1
     return removed
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether an indexed path lies in the folder indexed as `prefix` ("." is the working directory,
+    under which every relative path lies)."""
+    if prefix == ".":
+        return not os.path.isabs(path)
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
