@@ -16,7 +16,7 @@ import httpx
 import sqlite_utils
 
 from bot.core.commands import Param, command
-from bot.core.fetch import Added, Extracted, Fetched, FetchError, fetch, host_label, index_extracted, index_fetched
+from bot.core import fetch as web  # the module, not its names: fetch imports commands, which imports feeds
 from bot.core.ingest import html_to_text
 from bot.core.models import Reply, Request, UserError
 from bot.core.store import Store, migrations
@@ -127,13 +127,13 @@ def _record_failure(store: Store, feed: Feed, now: str, error: str) -> None:
 
 
 # -- entries -------------------------------------------------------------------------------------
-def parse_feed(fetched: Fetched) -> Any:
+def parse_feed(fetched: web.Fetched) -> Any:
     """feedparser's view of a fetched body (bytes only: feedparser never fetches anything itself)."""
     import feedparser
 
     parsed = feedparser.parse(fetched.data)
     if not parsed.version:
-        raise FetchError(f"{host_label(fetched.url)}: not an RSS or Atom feed; nothing was changed.")
+        raise web.FetchError(f"{web.host_label(fetched.url)}: not an RSS or Atom feed; nothing was changed.")
     return parsed
 
 
@@ -163,25 +163,25 @@ def _entry_link(entry: Any, base: str) -> str | None:
 
 
 def _index_entry_text(service: "Service", entry: Any, path: str, title: str | None,
-                      published: str | None) -> Added | None:
+                      published: str | None) -> web.Added | None:
     """Index the text the feed itself carries for an entry (full content, else its summary)."""
     body = next((c.get("value") for c in entry.get("content") or [] if c.get("value")), None) \
         or entry.get("summary") or ""
     text, _ = html_to_text(f"<html><body><article>{body}</article></body></html>") if body.strip() else ("", {})
     if not text.strip():
         return None
-    return index_extracted(service, Extracted(text), link=path, title=title, published=published)
+    return web.index_extracted(service, web.Extracted(text), link=path, title=title, published=published)
 
 
-async def _index_entry(service: "Service", feed: Feed, entry: Any, identity: str, base: str) -> Added | None:
+async def _index_entry(service: "Service", feed: Feed, entry: Any, identity: str, base: str) -> web.Added | None:
     """The page an entry links to, else the entry's own text; None when neither has text."""
     title, published = (entry.get("title") or "").strip() or None, _entry_date(entry)
     link = _entry_link(entry, base)
     if link:
         try:
-            fetched = await fetch(link, allow_private=service.settings.allow_private_urls)
-            return await service.in_worker(index_fetched, service, fetched, title=title, published=published)
-        except FetchError as exc:
+            fetched = await web.fetch(link, allow_private=service.settings.allow_private_urls)
+            return await service.in_worker(web.index_fetched, service, fetched, title=title, published=published)
+        except web.FetchError as exc:
             log.info("feed %s: entry %s: %s; indexing the feed's own text", feed.url, link, exc)
     path = link or f"{feed.url}#{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
     return await service.in_worker(_index_entry_text, service, entry, path, title, published)
@@ -197,7 +197,7 @@ async def poll_feed(service: "Service", feed: Feed) -> PollResult:
     result, store = PollResult(feed), service.store
     headers = {k: v for k, v in (("If-None-Match", feed.etag), ("If-Modified-Since", feed.last_modified)) if v}
     try:
-        fetched = await fetch(feed.url, allow_private=service.settings.allow_private_urls,
+        fetched = await web.fetch(feed.url, allow_private=service.settings.allow_private_urls,
                               headers=headers, accept=ACCEPT_FEEDS)
         if fetched.status == 304:
             result.not_modified = True
@@ -269,7 +269,7 @@ async def feed_add_command(service: "Service", request: Request) -> Reply:
     url, store = request.args["url"].strip(), service.store
     if store.db.execute("SELECT 1 FROM feeds WHERE url = ?", [url]).fetchone():
         raise UserError("That feed is already followed; nothing was changed.")
-    fetched = await fetch(url, allow_private=service.settings.allow_private_urls, accept=ACCEPT_FEEDS)
+    fetched = await web.fetch(url, allow_private=service.settings.allow_private_urls, accept=ACCEPT_FEEDS)
     parsed = await service.in_worker(parse_feed, fetched)
     with store.transaction():
         feed_id = store.db["feeds"].insert({"url": url, "title": parsed.feed.get("title"), "error_count": 0,

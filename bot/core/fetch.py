@@ -3,7 +3,8 @@
 Fetching only goes to http(s) hosts whose every address is public (unless
 `DIGESTBOT_ALLOW_PRIVATE_URLS`), re-checked on each redirect hop, and connects to the very address
 it checked (so a DNS answer that changes between check and connect cannot reach an internal host).
-Bodies are streamed under a byte limit and the whole exchange under one deadline.
+Bodies are streamed under a byte limit, which also holds for what they decode to (one layer of gzip or
+deflate at most, decoded here in bounded steps), and the whole exchange runs under one deadline.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import ipaddress
 import re
 import socket
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ MAX_BYTES = 10 * 1024 * 1024
 TIMEOUT_S = 20.0
 MAX_REDIRECTS = 5
 USER_AGENT = "digestbot/0.1 (document indexer)"
+ACCEPT_ENCODING = "gzip, deflate"  # what _read_limited decodes itself
 ACCEPT_DOCUMENTS = "text/html, application/xhtml+xml, application/pdf, text/markdown, text/plain;q=0.9"
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -115,15 +118,65 @@ async def _pinned_request(client: httpx.AsyncClient, url: str, allow_private: bo
                                 extensions=extensions)
 
 
+class _Inflater:
+    """Undoes one gzip or deflate layer without ever producing more output than it is asked for."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+        self._started = False
+
+    def __call__(self, data: bytes, max_length: int) -> bytes:
+        """At most `max_length` (>= 1) decoded bytes; the rest of `data` waits in the decompressor."""
+        try:
+            out = self._zlib.decompress(data, max_length)
+        except zlib.error:
+            if self.encoding != "deflate" or self._started:
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # "deflate" as some servers send it: raw
+            out = self._zlib.decompress(data, max_length)
+        self._started = True
+        return out
+
+
+def _inflater(content_encoding: str, name: str) -> _Inflater | None:
+    """The decoder for a response's Content-Encoding; FetchError for stacked or unknown encodings.
+
+    One layer at most: a body compressed twice is how a few KB become gigabytes.
+    """
+    layers = [e for e in (part.strip().lower() for part in content_encoding.split(",")) if e and e != "identity"]
+    if len(layers) > 1:
+        raise FetchError(f"{name} sent a body compressed {len(layers)} times ({', '.join(layers)}); "
+                         "only one layer is accepted; not indexed.")
+    if not layers:
+        return None
+    encoding = {"x-gzip": "gzip"}.get(layers[0], layers[0])
+    if encoding not in ("gzip", "deflate"):
+        raise FetchError(f"{name} sent {encoding[:40]} compression, which cannot be read "
+                         "(only gzip and deflate); not indexed.")
+    return _Inflater(encoding)
+
+
 async def _read_limited(response: httpx.Response, url: str, max_bytes: int) -> bytes:
-    too_big = FetchError(f"{host_label(url)} sent more than {max_bytes / 2**20:g} MB; not indexed.")
+    """The body, decoded here (not by httpx) so that both the bytes received and the bytes they
+    decode to stop at `max_bytes` before any more is held."""
+    name = host_label(url)
+    too_big = FetchError(f"{name} sent more than {max_bytes / 2**20:g} MB; not indexed.")
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise too_big
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb hits the limit too
+    inflate = _inflater(response.headers.get("content-encoding", ""), name)
+    chunks, received, size = [], 0, 0
+    async for raw in response.aiter_raw():
+        received += len(raw)
+        if received > max_bytes:
+            raise too_big
+        try:
+            chunk = inflate(raw, max_bytes + 1 - size) if inflate else raw
+        except zlib.error as exc:
+            raise FetchError(f"{name} sent a corrupt {inflate.encoding} body; not indexed.") from exc
         size += len(chunk)
-        if size > max_bytes:
+        if size > max_bytes:  # also when the decompressor stopped short of the whole of `raw`
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
@@ -161,7 +214,7 @@ async def fetch(url: str, *, allow_private: bool, headers: dict[str, str] | None
                 accept: str = ACCEPT_DOCUMENTS, max_bytes: int = MAX_BYTES, timeout: float = TIMEOUT_S) -> Fetched:
     """GET a URL safely; every failure is a FetchError with a one-line reason."""
     url = url.strip()
-    headers = {"User-Agent": USER_AGENT, "Accept": accept, **(headers or {})}
+    headers = {"User-Agent": USER_AGENT, "Accept": accept, "Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
     try:
         async with asyncio.timeout(timeout):
             async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout) as client:

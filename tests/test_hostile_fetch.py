@@ -1,0 +1,101 @@
+"""Hostile answers to a fetch, against a real HTTP server on 127.0.0.1 (issue 13): compression bombs."""
+from __future__ import annotations
+
+import gzip
+import json
+import resource
+import subprocess
+import sys
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import pytest
+
+from bench.fetch_bomb import double_gzip
+from bot.core.fetch import MAX_BYTES, FetchError, fetch
+from tests.local_web import web_server  # noqa: F401 - fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE_MEMORY_LIMIT = 2**30  # address space of the probe process: a bomb fails loudly instead of swapping
+TEXT = b"Compost heaps need air: turn them every two weeks so the middle stays warm and sweet-smelling.\n" * 20
+
+
+def probe(url: str) -> dict:
+    """`bench.fetch_bomb` fetching `url` in a child process limited to PROBE_MEMORY_LIMIT of address space."""
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (PROBE_MEMORY_LIMIT, PROBE_MEMORY_LIMIT))
+
+    proc = subprocess.run([sys.executable, "-m", "bench.fetch_bomb", url], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, preexec_fn=limit_memory)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflate.compress(data) + deflate.flush()
+
+
+def test_a_twice_gzipped_bomb_is_refused_in_bounded_memory_without_blocking(web_server):
+    body = double_gzip(1400)  # 1.4 GiB of zeros in about 2 KB
+    assert len(body) < 2500
+    url = web_server.page("/bomb", body, content_type="text/plain",
+                          headers={"Content-Encoding": "gzip,gzip"})
+    outcome = probe(url)
+    assert outcome["refused"] == "127.0.0.1 sent a body compressed 2 times (gzip, gzip); " \
+                                 "only one layer is accepted; not indexed."
+    assert outcome["rss_growth_mb"] < 50, outcome
+    assert outcome["longest_stall_s"] < 1.0 and outcome["seconds"] < 5, outcome
+
+
+@pytest.mark.parametrize("encoding, expected", [
+    ("gzip, gzip", "compressed 2 times (gzip, gzip)"),
+    ("deflate,gzip,gzip", "compressed 3 times (deflate, gzip, gzip)"),
+    ("br", "br compression, which cannot be read (only gzip and deflate)"),
+    ("zstd", "zstd compression, which cannot be read (only gzip and deflate)"),
+    ("compress", "compress compression, which cannot be read (only gzip and deflate)"),
+])
+async def test_stacked_and_unknown_encodings_are_refused_with_one_line(web_server, encoding, expected):
+    url = web_server.page("/packed", gzip.compress(gzip.compress(TEXT)), content_type="text/plain",
+                          headers={"Content-Encoding": encoding})
+    with pytest.raises(FetchError) as refused:
+        await fetch(url, allow_private=True)
+    assert expected in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("encoding, encode", [
+    ("gzip", gzip.compress),
+    ("x-gzip", gzip.compress),
+    ("deflate", zlib.compress),  # deflate as the RFC says: zlib-wrapped
+    ("deflate", raw_deflate),  # deflate as some servers send it: raw
+    ("identity", lambda data: data),
+    ("gzip, identity", gzip.compress),
+])
+async def test_one_layer_of_gzip_or_deflate_is_decoded(web_server, encoding, encode):
+    url = web_server.page("/notes.txt", encode(TEXT), content_type="text/plain",
+                          headers={"Content-Encoding": encoding})
+    fetched = await fetch(url, allow_private=True)
+    assert fetched.data == TEXT
+    assert web_server.hits("/notes.txt")[-1].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+async def test_a_single_layer_bomb_stops_at_the_cap_without_holding_more(web_server):
+    body = gzip.compress(bytes(8 * MAX_BYTES), 9)
+    url = web_server.page("/zeros.txt", body, content_type="text/plain", headers={"Content-Encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError, match="sent more than 10 MB"):
+            await fetch(url, allow_private=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * MAX_BYTES
+
+
+async def test_a_corrupt_compressed_body_is_refused(web_server):
+    url = web_server.page("/broken", b"\x1f\x8b\x08\x00" + bytes(range(200)), content_type="text/plain",
+                          headers={"Content-Encoding": "gzip"})
+    with pytest.raises(FetchError, match=r"^127\.0\.0\.1 sent a corrupt gzip body; not indexed\.$"):
+        await fetch(url, allow_private=True)
