@@ -1,7 +1,7 @@
 import pytest
 
 from bot.core.models import UserError
-from bot.core.retrieve import fts_query, reciprocal_rank_fusion
+from bot.core.retrieve import fts_query, query_terms, reciprocal_rank_fusion
 
 HOSTILE = ['"', "'unbalanced", "foo*", "-bar", "NEAR(a b)", "a AND OR NOT", "text:ceo", "title:x",
            "🔥🚀 emoji", "\x00\x07\x1b[31mred", "^start", "(", ")", "{a b}:c", "a:b:c", "' OR 1=1 --"]
@@ -9,8 +9,9 @@ HOSTILE = ['"', "'unbalanced", "foo*", "-bar", "NEAR(a b)", "a AND OR NOT", "tex
 
 @pytest.mark.parametrize("query", HOSTILE)
 def test_hostile_queries_never_reach_match_raw(seeded_service, query):
-    match = fts_query(query)
-    assert all(term.startswith('"') and term.endswith('"') for term in match.split(" OR ") if term)
+    match = fts_query(query_terms(seeded_service.store.tokenize(query)))
+    assert all(term.startswith('"') and term.endswith('"') and term.count('"') == 2
+               for term in match.split(" OR ") if term)
     hits = seeded_service.retriever.search(query, dense=False)  # raises nothing
     assert isinstance(hits, list)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ CANDIDATES = 50
 # Common-word pruning for BM25 applies from this many passages, to words in more than this share.
 SELECTIVE_FROM = 20_000
 COMMON_SHARE = 0.05
-_TERM = re.compile(r"\w+", re.UNICODE)
 # Question words that only add noise to an OR-query (kept when a query has nothing else).
 _STOPWORDS = frozenset("""a an and are as at be been but by can did do does for from had has have how i if in
 into is it its me my of on or our so than that the their them then there these they this to was we were what
@@ -29,23 +27,19 @@ when where which who whom why will with would you your der die das und ist ein e
 welche welcher von zu mit den dem des im nicht auch sich hat haben wurde""".split())
 
 
-def query_terms(text: str) -> list[str]:
-    """The distinct lower-cased words of a query, question words dropped unless nothing else is left."""
-    terms = []
-    for term in _TERM.findall(text.lower()):
-        if term not in terms:
-            terms.append(term)
+def query_terms(tokens: list[str]) -> list[str]:
+    """The distinct tokens of a query (`Store.tokenize`), question words dropped unless nothing else is left."""
+    terms = list(dict.fromkeys(tokens))
     return ([t for t in terms if t not in _STOPWORDS] or terms)[:MAX_TERMS]
 
 
-def fts_query(text: str | list[str]) -> str:
-    """Turn anything a person types into a safe FTS5 expression: each word a quoted term, OR-ed.
+def fts_query(terms: list[str]) -> str:
+    """A safe FTS5 expression matching any of the terms: each a quoted string, OR-ed.
 
-    Quoting neutralises operators (AND/OR/NOT/NEAR), column filters, `*`, `-` and `^`; words are
-    extracted with \\w so punctuation, emoji and control characters cannot reach MATCH.
+    Quoting neutralises operators (AND/OR/NOT/NEAR), column filters, `*`, `-` and `^`; the terms
+    come out of the index's tokenizer, so punctuation, emoji and control characters never reach MATCH.
     """
-    terms = query_terms(text) if isinstance(text, str) else text
-    return " OR ".join(f'"{term}"' for term in terms)
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 def clean_query(text: str) -> str:
@@ -169,7 +163,7 @@ class Retriever:
         return kept or ([min(terms, key=freq.__getitem__)] if keep_one else [])
 
     def _bm25(self, query: str, restrict: list[str] | None, keep_one: bool = True) -> list[int]:
-        match = fts_query(self._selective_terms(query_terms(query), keep_one))
+        match = fts_query(self._selective_terms(query_terms(self.store.tokenize(query)), keep_one))
         if not match:
             return []
         return [pid for pid, _ in self.store.bm25(match, CANDIDATES, restrict)]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -75,6 +77,44 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     return db
 
 
+_TOKENIZE_OPTION = re.compile(r"tokenize\s*=\s*'((?:[^']|'')*)'", re.IGNORECASE)
+
+
+class Tokenizer:
+    """The passages index's own FTS5 tokenizer, run by SQLite on a private in-memory table.
+
+    Query words looked up in fts5vocab must be in the form the index stores them: case folded,
+    diacritics removed as `remove_diacritics` says, split where the tokenizer splits. Python's
+    `lower()` or `unicodedata` differ in places ("İ" lowers to "i" plus a combining dot; SQLite
+    folds it to "i"), so SQLite tokenizes the text itself, with the index's exact options.
+    """
+
+    def __init__(self, options: str):
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        quoted = options.replace("'", "''")
+        self._conn.execute(f"CREATE VIRTUAL TABLE probe USING fts5(text, tokenize='{quoted}')")
+        self._conn.execute("CREATE VIRTUAL TABLE probe_tokens USING fts5vocab(probe, instance)")
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of_table(cls, db: sqlite_utils.Database, table: str) -> "Tokenizer":
+        """The tokenizer an existing FTS5 table was created with (FTS5's default when none was named)."""
+        row = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [table]).fetchone()
+        found = _TOKENIZE_OPTION.search(row[0] if row else "")
+        return cls(found.group(1).replace("''", "'") if found else "unicode61")
+
+    def tokens(self, text: str) -> list[str]:
+        with self._lock:
+            self._conn.execute("INSERT INTO probe(rowid, text) VALUES (1, ?)", [text])
+            try:
+                return [row[0] for row in self._conn.execute("SELECT term FROM probe_tokens ORDER BY offset")]
+            finally:
+                self._conn.execute("DELETE FROM probe")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 def _document(row: dict) -> Document:
     return Document(id=row["id"], path=row["path"], title=row["title"], language=row["language"],
                     content_hash=row["content_hash"], chars=row["chars"], url=row["url"],
@@ -96,7 +136,17 @@ class Store:
         return cls(open_db(path))
 
     def close(self) -> None:
+        if "_tokenizer" in self.__dict__:
+            self._tokenizer.close()
         self.db.close()
+
+    @functools.cached_property
+    def _tokenizer(self) -> Tokenizer:
+        return Tokenizer.of_table(self.db, "passages_fts")
+
+    def tokenize(self, text: str) -> list[str]:
+        """`text`'s words as the full-text index stores them (see Tokenizer)."""
+        return self._tokenizer.tokens(text)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -220,6 +270,7 @@ class Store:
         return found
 
     def term_passage_count(self, term: str) -> int:
+        """How many passages contain `term`, a token as `tokenize` returns it."""
         row = self.db.execute("SELECT doc FROM temp.passages_vocab WHERE term = ?", [term]).fetchone()
         return row[0] if row else 0
 
