@@ -25,6 +25,7 @@ def test_every_setting_is_in_env_example():
 
 
 def test_readme_has_the_two_setup_commands():
-    assert "pip install -e . && digestbot console" in README
+    assert "pip install -c constraints.txt -e . && digestbot console" in README
     assert "bash .ci/run" in README
-    assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest" in ci and "pip install --quiet -c constraints.txt -e '.[test]'" in ci
