@@ -14,7 +14,7 @@ from bot.core.models import DigestItem, Reply, Source
 HOSTILE = ("@everyone @here <@123456789012345678> <@!42> <@&987654321098765432> <#5> <t:1700000000:R> "
            "<:pepe:123> [click](https://evil.example/x) ||spoiler|| ~~gone~~ __under__ *star* `tick` "
            "\\<@99>\n# Heading\n> quote\n-# small\n- bullet\n1. first\n+ plus")
-URL_SEGMENT = re.compile(r"<https?://[^>]*>")
+URL_SEGMENT = re.compile(r"<https?://(?:(?!\]\()[^>])*>")  # a `](` inside `<…>` still makes a masked link
 
 
 def unescaped(text: str, token: str) -> bool:

@@ -19,8 +19,8 @@ from bot.adapters.render_slack import (
 from bot.core.models import DigestItem, Reply, Source
 
 HOSTILE = "<!here> <!channel> <!everyone> <@U123> <!subteam^S1|@team> <#C1> & <https://evil.example|click>"
-# The only `<…>` a rendered message may contain: a web link whose label has no `<`, `>` or `|`.
-OUR_LINK = re.compile(r"<https?://[^\s<>|]+\|[^<>|]*>")
+# The only `<…>` a rendered message may contain: a web link, plain or with a label that has no `<`, `>` or `|`.
+OUR_LINK = re.compile(r"<https?://[^\s<>|]+(?:\|[^<>|]*)?>")
 
 
 def texts(messages) -> list[str]:
@@ -76,8 +76,9 @@ def test_hostile_text_title_and_sources_cannot_mention_anyone():
     assert "&lt;!here&gt;" in section["text"] and "*Answer*" in section["text"]
     context = [b for b in messages[0].blocks if b["type"] == "context"][0]
     ref = context["elements"][0]["text"]
-    assert ref.startswith("<https://example.org/a?x=1&amp;y=%3C2%3E%7Cz|[1] A ¦ title &gt; with &lt;!here&gt;")
-    assert OUR_LINK.fullmatch(ref)
+    # the title names evil.example, so it is no link label: the real target is shown after it
+    assert ref.startswith("[1] A ¦ title &gt; with &lt;!here&gt;")
+    assert ref.endswith(" <https://example.org/a?x=1&amp;y=%3C2%3E%7Cz>")
 
 
 def test_sources_without_web_url_show_the_path_and_no_link():

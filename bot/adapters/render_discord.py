@@ -3,8 +3,9 @@
 The core's markdown (**bold**, _italic_, `code`, `[n]` markers) is kept; everything else in
 relayed text is made literal: markdown punctuation is backslash-escaped, `<` is escaped so no
 `<@id>`, `<@&id>`, `<#id>` or `<t:…>` can form, `@everyone`/`@here` get a zero-width space and
-`](` cannot start a masked link. Web URLs in relayed text stay clickable as `<url>` (no preview).
-Sources become numbered `[title](<url>)` links. (The client additionally sends
+`](` cannot start a masked link (not even inside a URL). Web URLs in relayed text stay clickable as
+`<url>` (no preview). Sources become numbered `[title](<url>)` links, unless the title names another
+host than the URL's (render_common.disguised): then the title is text and the URL is shown as `<url>`. (The client additionally sends
 `allowed_mentions` with nothing allowed, so even a rendering slip could not ping anyone.)
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import discord
 
+from bot.adapters.render_common import disguised
 from bot.core.models import DigestItem, Reply, Source
 
 CONTENT_LIMIT = 2000  # plain message content
@@ -28,7 +30,8 @@ URL_LIMIT = 1000  # longer URLs are shown as plain titles rather than links
 ITEMS_PER_MESSAGE = 10  # digest items per message: two vote buttons each fit Discord's 25 components
 OK_COLOUR = discord.Colour.blurple()
 
-_URL = re.compile(r"https?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]]", re.IGNORECASE)
+# A web URL in relayed text; it ends before `](`, which would make the URL the label of a masked link.
+_URL = re.compile(r"https?://(?:(?!\]\()[^\s<>\"'`])+[^\s<>\"'`.,;:!?)\]]", re.IGNORECASE)
 _INLINE = re.compile(r"[\\*_~`|<]")  # emphasis, code, spoiler, escape; `<` opens mentions/timestamps
 _LINE_START = re.compile(r"^([ \t]*)(?:([>#+-])|(\d+)\.)", re.MULTILINE)  # quotes, headings, lists
 _MASS_MENTION = re.compile(r"@(everyone|here)", re.IGNORECASE)
@@ -104,11 +107,12 @@ def _web_url(url: str | None) -> str | None:
 
 
 def link(url: str | None, title: str, path: str | None = None) -> str:
-    """`[title](<url>)` for web URLs (brackets suppress the preview); else the title and its path."""
+    """`[title](<url>)` for web URLs (brackets suppress the preview), `title <url>` when the title
+    names another host; else the title and its path."""
     label = escape(one_line(title, LINK_TITLE_LIMIT)).replace("[", "\\[").replace("]", "\\]")
     target = _web_url(url)
     if target:
-        return f"[{label}](<{target}>)"
+        return f"{label} <{target}>" if disguised(title, target) else f"[{label}](<{target}>)"
     if path:
         path = one_line(path, 300)
         return f"{label} `{path}`" if "`" not in path else f"{label} {escape(path)}"
@@ -257,8 +261,10 @@ def render_quote(source: Source) -> DiscordMessage:
     """The passage behind a citation, for the private "show source" reply."""
     text = clip(escape(source.quote.strip()), DESCRIPTION_LIMIT)
     title = clip(escape(one_line(source.title, TITLE_LIMIT)), TITLE_LIMIT)
-    embed = discord.Embed(title=title, url=_web_url(source.url), description=text or None, colour=OK_COLOUR)
-    if not source.url:
+    target = _web_url(source.url)
+    honest = target and not disguised(source.title, target)
+    embed = discord.Embed(title=title, url=target if honest else None, description=text or None, colour=OK_COLOUR)
+    if not honest:  # the title is no link: say plainly where the source is
         embed.set_footer(text=one_line(source.link, 2048))
     return DiscordMessage(embeds=[embed])
 

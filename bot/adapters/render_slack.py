@@ -2,7 +2,8 @@
 
 Everything relayed (answer text, titles, summaries, paths) is escaped (`&`, `<`, `>`), so no
 relayed text can form `<!here>`, `<!channel>`, `<!everyone>`, `<@U…>` or `<!subteam^…>`, and
-mrkdwn text objects are `verbatim` so Slack does not auto-link names either.
+mrkdwn text objects are `verbatim` so Slack does not auto-link names either. A link whose label names
+another host than its URL (render_common.disguised) is shown as the label and the plain `<url>`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 from urllib.parse import quote
 
+from bot.adapters.render_common import disguised
 from bot.core.models import DigestItem, Reply, Source
 
 SECTION_LIMIT = 3000  # characters in one section's text
@@ -72,10 +74,11 @@ def _url(url: str | None) -> str | None:
 
 
 def link(url: str | None, label: str, path: str | None = None) -> str:
-    """`<url|label>` for web URLs; otherwise the label followed by the (escaped) path."""
+    """`<url|label>` for web URLs (`label <url>` when the label names another host); otherwise the
+    label followed by the (escaped) path."""
     target = _url(url)
     if target:
-        return f"<{target}|{_title(label)}>"
+        return f"{_title(label)} <{target}>" if disguised(label, url) else f"<{target}|{_title(label)}>"
     return _title(label) + (f" — {escape(_one_line(path, 300))}" if path else "")
 
 

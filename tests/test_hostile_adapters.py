@@ -1,0 +1,131 @@
+"""Hostile input at the adapters: disguised links in every renderer, malformed Slack HTTP requests.
+
+A link whose visible text names one host must not lead to another: whatever a document's title or
+text holds, no renderer produces a clickable link that shows a URL or host other than its target.
+"""
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings, strategies as st
+
+from bot.adapters import render_discord, render_slack
+from bot.adapters.render_console import to_text
+from bot.core.models import DigestItem, Reply, Source
+
+HOSTS = ["intranet.example", "evil.example", "login.intranet.example", "bank.example.org", "xn--e1afmkfd.example"]
+LABELS = ["{host}", "https://{host}/login", "http://{host}", "Sign in at {host} now", "www.{host}", "{HOST}",
+          "[{host}]", "<{host}>", "**https://{host}/a**", "`{host}`", "Quarterly report", "{host}/path?q=1"]
+
+
+def label_strategy() -> st.SearchStrategy[str]:
+    return st.builds(lambda template, host: template.format(host=host, HOST=host.upper()),
+                     st.sampled_from(LABELS), st.sampled_from(HOSTS))
+
+
+URLS = st.sampled_from(HOSTS).map(lambda host: f"https://{host}/phish")
+RELAYED = st.builds(lambda label, url, form: form.format(label=label, url=url), label_strategy(), URLS,
+                    st.sampled_from(["[{label}]({url})", "see [{label}](<{url}>) now", "<{url}|{label}>",
+                                     "[{label}]( {url} )", "**[{label}]({url})**", "_[{label}]({url})_",
+                                     "[{label}]({url} \"{label}\")", "[[{label}]]({url})"]))
+
+
+def host_of(url: str) -> str:
+    """The host a link target leads to ("" when the target is no web URL: then it names no host)."""
+    match = re.match(r"<?https?://([^/:>\s]+)", url, re.IGNORECASE)
+    return re.sub(r"^www\.", "", match.group(1).lower()) if match else ""
+
+
+def shown_hosts(label: str) -> set[str]:
+    """The test hosts a reader sees in a link's visible text."""
+    label = label.lower()
+    return {host for host in HOSTS if re.search(rf"(?<![\w.-]){re.escape(host)}(?![\w-])", label)}
+
+
+def assert_honest(label: str, target: str) -> None:
+    assert shown_hosts(label) <= {host_of(target)}, (label, target)
+
+
+# -- what each platform makes clickable --------------------------------------------------------------
+# Discord's masked-link rule (simple-markdown, as the client uses it): [label](target "title")
+DISCORD_MASKED = re.compile(r"\[((?:\[[^\]]*\]|[^\[\]]|\](?=[^\[]*\]))*)\]\(\s*<?((?:\([^)]*\)|[^\s\\])*?)>?"
+                            r"(?:\s+['\"]([\s\S]*?)['\"])?\s*\)")
+ESCAPED = re.compile(r"\\([^\w\s])")
+PLACEHOLDERS = str.maketrans("[]()<>", "\uff3b\uff3d\uff08\uff09\uff1c\uff1e")  # look-alikes that form no syntax
+
+
+def discord_links(markdown: str) -> list[tuple[str, str]]:
+    """(visible text, target) of every masked link Discord would render from `markdown`."""
+    literal = ESCAPED.sub(lambda m: m.group(1).translate(PLACEHOLDERS), markdown)
+    literal = re.sub(r"`[^`\n]+`", " ", literal)  # inside inline code nothing is parsed
+    return [(m.group(1), m.group(2)) for m in DISCORD_MASKED.finditer(literal)]
+
+
+def slack_links(mrkdwn: str) -> list[tuple[str, str]]:
+    """(visible text, target) of every `<url|label>` link in Slack mrkdwn."""
+    return [(label, url) for url, label in re.findall(r"<([^<>|]+)\|([^<>]*)>", mrkdwn)]
+
+
+def discord_texts(messages: list[render_discord.DiscordMessage]) -> list[str]:
+    return [t for m in messages for t in (m.content or "", *(e.description or "" for e in m.embeds),
+                                          *(e.title or "" for e in m.embeds))]
+
+
+def slack_texts(messages: list[render_slack.SlackMessage]) -> list[str]:
+    texts = []
+    for message in messages:
+        for block in message.blocks:
+            if block["type"] == "section":
+                texts.append(block["text"]["text"])
+            texts += [e["text"] for e in block.get("elements", []) if isinstance(e.get("text"), str)]
+    return texts
+
+
+def assert_no_disguised_links(reply: Reply) -> None:
+    for text in discord_texts(render_discord.render(reply)):
+        for label, target in discord_links(text):
+            assert_honest(label, target)
+    for source in reply.sources:
+        embed = render_discord.render_quote(source).embeds[0]
+        if embed.url:  # the embed title is a link to embed.url
+            assert_honest(embed.title or "", embed.url)
+        else:  # the real target is still shown
+            assert source.link in (embed.footer.text or ""), embed.to_dict()
+    for text in slack_texts(render_slack.render(reply)):
+        for label, target in slack_links(text):
+            assert_honest(label, target)
+    console = to_text(reply)
+    assert all(source.link in console for source in reply.sources)
+
+
+@settings(max_examples=300, deadline=None)
+@given(title=label_strategy(), url=URLS, text=RELAYED, quote=RELAYED, published=label_strategy())
+def test_no_renderer_makes_a_link_whose_text_names_another_host(title, url, text, quote, published):
+    reply = Reply(text=text, title=title, sources=[Source(1, "d1", title, "p.md", url, quote, 1)],
+                  items=[DigestItem("d1", title, url, url, "p.md", quote, published)])
+    assert_no_disguised_links(reply)
+
+
+def test_disguised_markdown_link_in_relayed_text_is_not_clickable_on_discord():
+    text = "[https://intranet.example/login](https://evil.example/phish)"
+    out = render_discord.escape(text)
+    assert discord_links(out) == []
+    assert "https://intranet.example/login" in out and "https://evil.example/phish" in out  # both shown plainly
+
+
+def test_source_titled_with_another_host_shows_its_real_target_on_every_platform():
+    source = Source(1, "d1", "intranet.example", "p.md", "https://evil.example/phish", "q", 1)
+    discord = render_discord.link(source.url, source.title)
+    assert discord_links(discord) == [] and "<https://evil.example/phish>" in discord
+    slack = render_slack.link(source.url, source.title)
+    assert slack_links(slack) == [] and "<https://evil.example/phish>" in slack
+    quote = render_discord.render_quote(source).embeds[0]
+    assert quote.url is None and quote.footer.text == "https://evil.example/phish"
+    assert "intranet.example <https://evil.example/phish>" in to_text(Reply("x", [source]))
+
+
+def test_honest_links_stay_links():
+    assert render_discord.link("https://www.intranet.example/a", "intranet.example handbook") == (
+        "[intranet.example handbook](<https://www.intranet.example/a>)")
+    assert render_slack.link("https://intranet.example/a", "Handbook") == "<https://intranet.example/a|Handbook>"
+    assert render_discord.render_quote(Source(1, "d", "Handbook", "p", "https://x.example/", "q")).embeds[0].url
