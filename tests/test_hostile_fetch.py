@@ -1,7 +1,9 @@
-"""Hostile answers to a fetch, against a real HTTP server on 127.0.0.1 (issue 13): compression bombs."""
+"""Hostile fetches (issue 13), against a real HTTP server on 127.0.0.1: compression bombs and
+IPv6 addresses that carry a private IPv4 one."""
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import json
 import resource
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.fetch_bomb import double_gzip
-from bot.core.fetch import MAX_BYTES, FetchError, fetch
+from bot.core.fetch import MAX_BYTES, FetchError, fetch, is_public_address
 from tests.local_web import web_server  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +101,42 @@ async def test_a_corrupt_compressed_body_is_refused(web_server):
                           headers={"Content-Encoding": "gzip"})
     with pytest.raises(FetchError, match=r"^127\.0\.0\.1 sent a corrupt gzip body; not indexed\.$"):
         await fetch(url, allow_private=True)
+
+
+# -- addresses -----------------------------------------------------------------------------------
+CARRIES_PRIVATE_IPV4 = {
+    "compatible loopback": "::127.0.0.1",
+    "compatible private": "::10.0.0.1",
+    "mapped private": "::ffff:192.168.1.1",
+    "NAT64 loopback": "64:ff9b::7f00:1",
+    "NAT64 private": "64:ff9b::10.1.2.3",
+    "NAT64 link-local (cloud metadata)": "64:ff9b::169.254.169.254",
+    "local-use NAT64": "64:ff9b:1::a00:1",
+    "6to4 loopback": "2002:7f00:1::1",
+    "6to4 private": "2002:a00:1::",
+    "6to4 link-local": "2002:a9fe:a9fe::1",
+    "Teredo, private client": "2001:0:808:808::f5ff:fffe",  # client bits are inverted: 10.0.0.1
+}
+PUBLIC = {
+    "plain": "2606:4700::1111",
+    "mapped": "::ffff:8.8.8.8",
+    "NAT64": "64:ff9b::8.8.8.8",
+    "6to4": "2002:808:808::1",
+    "Teredo": "2001:0:808:808::f7f7:fbfb",  # server 8.8.8.8, client 8.8.4.4
+}
+
+
+@pytest.mark.parametrize("address", CARRIES_PRIVATE_IPV4.values(), ids=list(CARRIES_PRIVATE_IPV4))
+def test_an_ipv6_address_is_judged_by_the_ipv4_address_it_carries(address):
+    assert not is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", PUBLIC.values(), ids=list(PUBLIC))
+def test_public_addresses_stay_public(address):
+    assert is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("host", ["[::127.0.0.1]", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]"])
+async def test_fetching_an_ipv6_form_of_a_private_address_is_refused(host):
+    with pytest.raises(FetchError, match=r"is a private or local address .*; it is not fetched\.$"):
+        await fetch(f"http://{host}/latest/meta-data/", allow_private=False, timeout=5)

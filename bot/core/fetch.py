@@ -85,9 +85,32 @@ def host_label(url: str) -> str:
         return url[:80]
 
 
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # ::a.b.c.d
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the last 32 bits
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use only, never public
+
+
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for: mapped, compatible, NAT64, 6to4, Teredo."""
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)  # server and client
+    if ip in _IPV4_COMPATIBLE or ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global unicast address; an IPv6 address that carries an IPv4 one is judged by that one."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        carried = _carried_ipv4(ip)
+        if carried:
+            return all(map(is_public_address, carried))
     return ip.is_global and not ip.is_multicast
 
 
@@ -109,7 +132,7 @@ async def _pinned_request(client: httpx.AsyncClient, url: str, allow_private: bo
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchError(f"Cannot find the host {parsed.host}.") from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-    blocked = next((ip for ip in addresses if not _is_public(ip)), None)
+    blocked = next((ip for ip in addresses if not is_public_address(ip)), None)
     if blocked is not None and not allow_private:
         raise FetchError(f"{parsed.host} is a private or local address ({blocked}); it is not fetched.")
     extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
