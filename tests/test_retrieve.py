@@ -73,3 +73,32 @@ def test_large_index_skips_words_in_most_passages(store, monkeypatch):
     assert retriever._selective_terms(["common", "words"], keep_one=False) == []
     hits = retriever.search("common rareword", dense=False)
     assert hits[0].document.path == "doc7.txt"
+
+
+def test_document_metadata_is_read_once_per_index_generation(store, monkeypatch):
+    """Searches reuse the documents read for the current index generation; a change is seen at once."""
+    from bot.core.ingest import build_document
+    from bot.core.retrieve import Retriever
+
+    def add(name: str, text: str, published: str) -> str:
+        doc, clean, passages = build_document(text, path=name, published=published)
+        store.replace_document(doc, clean, passages)
+        return doc.id
+
+    add("old.txt", "alpha beta", "2024-01-01")
+    mid = add("mid.txt", "alpha gamma", "2025-06-01")
+    reads = []
+    read_all = store.documents
+    monkeypatch.setattr(store, "documents", lambda: reads.append(1) or read_all())
+    retriever = Retriever(store, None, None)
+    found = lambda **filters: sorted(h.document.path for h in retriever.search("alpha", dense=False, **filters))  # noqa: E731
+    for _ in range(3):
+        assert found() == ["mid.txt", "old.txt"]
+    assert found(since="2025-01-01") == ["mid.txt"]
+    assert len(reads) == 1
+    add("new.txt", "alpha delta", "2025-07-01")
+    assert found(since="2025-01-01") == ["mid.txt", "new.txt"]
+    store.delete_document(mid)
+    assert found() == ["new.txt", "old.txt"]
+    assert found(documents=[store.document_by_path("old.txt")], since="2025-01-01") == []
+    assert len(reads) == 3

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -89,6 +89,63 @@ class DenseIndex:
         return [(int(self.ids[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
 
 
+@dataclass
+class DocumentTable:
+    """Every document's metadata and every passage's document, read once per index generation.
+
+    A search looks its hits' documents up by id and turns date or document filters into passage
+    ids with arrays: nothing per search loops over the whole corpus in Python.
+    """
+
+    generation: int = -1
+    by_id: dict[str, Document] = field(default_factory=dict)
+    position: dict[str, int] = field(default_factory=dict)  # document id -> index into `dates`
+    dates: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # published, else added_at
+    passage_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # ascending
+    passage_doc: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # index into `dates`
+
+    def refresh(self, store: Store) -> None:
+        generation = store.generation()  # read first: a write during the reads leaves it stale, not wrong
+        if generation == self.generation:
+            return
+        documents = store.documents()
+        self.by_id = {doc.id: doc for doc in documents}
+        self.position = {doc.id: i for i, doc in enumerate(documents)}
+        self.dates = np.array([_date(doc) for doc in documents], dtype=str)
+        passage_ids, doc_ids = store.passage_documents()
+        positions = np.fromiter((self.position.get(d, -1) for d in doc_ids), dtype=np.int64, count=len(doc_ids))
+        known = positions >= 0  # a document added between the two reads waits for the next generation
+        self.passage_ids, self.passage_doc = passage_ids[known], positions[known]
+        self.generation = generation
+
+    def chosen(self, documents: list[Document] | None, since: str | None) -> list[str] | None:
+        """The ids of `documents` (None: all) still in the index and dated on or after `since`."""
+        if documents is None:
+            return None
+        return [doc.id for doc in documents
+                if doc.id in self.by_id and (not since or _date(self.by_id[doc.id]) >= since)]
+
+    def any_dated(self, since: str | None) -> bool:
+        """Whether any document is dated on or after `since` (None: whether there is any document)."""
+        return bool(np.any(self.dates >= since)) if since else len(self.dates) > 0
+
+    def passages_of(self, doc_ids: list[str] | None, since: str | None) -> np.ndarray | None:
+        """Ids of the passages a filter allows (None when nothing is filtered)."""
+        if doc_ids is None and not since:
+            return None
+        if doc_ids is None:
+            allowed = self.dates >= since
+        else:  # already filtered by date (`chosen`)
+            allowed = np.zeros(len(self.dates), dtype=bool)
+            allowed[[self.position[d] for d in doc_ids]] = True
+        return self.passage_ids[allowed[self.passage_doc]]
+
+
+def _date(doc: Document) -> str:
+    """The date `since` compares: published, else the day it was added."""
+    return doc.published or doc.added_at or ""
+
+
 class Retriever:
     """Search over the store; `embed_query` runs the encoder (callers keep it off the event loop)."""
 
@@ -97,7 +154,7 @@ class Retriever:
         self._encoder = encoder
         self.model_id = model_id
         self.dense = DenseIndex()
-        self._documents: tuple[int, list[Document]] | None = None
+        self.documents = DocumentTable()
         self._doc_freq: tuple[int, int, dict[str, int]] = (-1, 0, {})
         self._last_query: tuple[str | None, np.ndarray | None] = (None, None)
 
@@ -107,21 +164,20 @@ class Retriever:
         language's best dense passages are kept among them: keyword matches in the question's
         language must not push out the passage in another language that answers it."""
         query = clean_query(query)
-        docs = {d.id: d for d in (documents if documents is not None else self.all_documents())}
-        if since:
-            docs = {k: d for k, d in docs.items() if (d.published or d.added_at or "") >= since}
-        if not docs:
+        table = self.documents
+        table.refresh(self.store)
+        chosen = table.chosen(documents, since)
+        if not (chosen if chosen is not None else table.any_dated(since)):
             return []
-        restrict = list(docs) if (documents is not None or since) else None
         use_dense = dense and self._encoder is not None
-        rankings = [self._bm25(query, restrict, keep_one=not use_dense)]
+        rankings = [self._bm25(query, chosen, keep_one=not use_dense, since=since)]
         if use_dense:
-            rankings.extend(self._dense_by_language(query, restrict))
+            rankings.extend(self._dense_by_language(query, table.passages_of(chosen, since)))
         fused = reciprocal_rank_fusion(rankings)
         kept = {pid for ranking in rankings[1:] for pid in ranking[:each_language]}
         passages = self.store.passages_by_id({pid for pid, _ in fused[:limit * 4]} | kept)
-        hits = [Hit(passages[pid], docs[passages[pid].doc_id], score) for pid, score in fused
-                if pid in passages and passages[pid].doc_id in docs]
+        hits = [Hit(passages[pid], table.by_id[passages[pid].doc_id], score) for pid, score in fused
+                if pid in passages and passages[pid].doc_id in table.by_id]
         first = [hit for hit in hits if hit.passage.id in kept]
         rest = [hit for hit in hits if hit.passage.id not in kept][:max(limit - len(first), 0)]
         return sorted(first + rest, key=lambda hit: -hit.score)
@@ -132,13 +188,6 @@ class Retriever:
         if self._last_query[0] != query:
             self._last_query = (query, self._encoder().embed_queries([query])[0])
         return self._last_query[1]
-
-    def all_documents(self) -> list[Document]:
-        """Every document, re-read only when the index changed (a full read costs ~0.3 s at 1M passages)."""
-        generation = self.store.generation()
-        if self._documents is None or self._documents[0] != generation:
-            self._documents = (generation, self.store.documents())
-        return self._documents[1]
 
     def _selective_terms(self, terms: list[str], keep_one: bool = True) -> list[str]:
         """On a large index, drop words found in more than COMMON_SHARE of passages.
@@ -162,13 +211,14 @@ class Retriever:
         kept = [t for t in terms if 0 < freq[t] <= COMMON_SHARE * total]
         return kept or ([min(terms, key=freq.__getitem__)] if keep_one else [])
 
-    def _bm25(self, query: str, restrict: list[str] | None, keep_one: bool = True) -> list[int]:
+    def _bm25(self, query: str, restrict: list[str] | None, keep_one: bool = True,
+              since: str | None = None) -> list[int]:
         match = fts_query(self._selective_terms(query_terms(self.store.tokenize(query)), keep_one))
         if not match:
             return []
-        return [pid for pid, _ in self.store.bm25(match, CANDIDATES, restrict)]
+        return [pid for pid, _ in self.store.bm25(match, CANDIDATES, restrict, since)]
 
-    def _dense_by_language(self, query: str, restrict: list[str] | None) -> list[list[int]]:
+    def _dense_by_language(self, query: str, allowed: np.ndarray | None) -> list[list[int]]:
         """Dense rankings, one per document language.
 
         A small multilingual encoder still scores same-language text higher, so one mixed
@@ -177,9 +227,6 @@ class Retriever:
         """
         self.dense.refresh(self.store, self.model_id)
         vector = self.query_vector(query)
-        allowed = None
-        if restrict is not None:
-            allowed = np.array(self.store.passage_ids(restrict), dtype=np.int64)
         ranked = [pid for pid, _ in self.dense.top(vector, CANDIDATES * 4, allowed)]
         languages = self.store.passage_languages(ranked)
         by_language: dict[str, list[int]] = {}
