@@ -91,7 +91,10 @@ def test_document_metadata_is_read_once_per_index_generation(store, monkeypatch)
     read_all = store.documents
     monkeypatch.setattr(store, "documents", lambda: reads.append(1) or read_all())
     retriever = Retriever(store, None, None)
-    found = lambda **filters: sorted(h.document.path for h in retriever.search("alpha", dense=False, **filters))  # noqa: E731
+
+    def found(**filters) -> list[str]:
+        return sorted(hit.document.path for hit in retriever.search("alpha", dense=False, **filters))
+
     for _ in range(3):
         assert found() == ["mid.txt", "old.txt"]
     assert found(since="2025-01-01") == ["mid.txt"]

@@ -17,8 +17,8 @@ from bot.core.retrieve import Retriever
 from bot.core.store import Tokenizer
 
 # Each word appears in several spellings (case, accents, NFD) across the passages below.
-WORDS = ["méditerranéenne", "Méditerranéenne", "años", "canción", "Straße", "Übergröße", "İstanbul", "ılık",
-         "ILIK", "istanbul"]
+WORDS = ["méditerranéenne", "Méditerranéenne", "años", "canción", "Straße", "Übergröße",
+         "İstanbul", "ılık", "ILIK", "istanbul"]
 PASSAGES = [
     "La mer Méditerranéenne est chaude en été.",
     "MÉDITERRANÉENNE, disait l'affiche; la cuisine mediterraneenne aussi.",

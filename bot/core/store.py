@@ -57,6 +57,16 @@ def utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _vector_rows(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    """(passage id, vector bytes) rows -> (ids, float16 matrix)."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float16)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    # a bytearray keeps the matrix writable, which torch wants for a zero-copy view
+    matrix = np.frombuffer(bytearray(b"".join(r[1] for r in rows)), dtype=np.float16).reshape(len(rows), -1)
+    return ids, matrix
+
+
 class StoreError(Exception):
     """The database cannot be written (read-only file, full disk, corrupt file)."""
 
@@ -97,7 +107,7 @@ class Tokenizer:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_table(cls, db: sqlite_utils.Database, table: str) -> "Tokenizer":
+    def of_table(cls, db: sqlite_utils.Database, table: str) -> Tokenizer:
         """The tokenizer an existing FTS5 table was created with (FTS5's default when none was named)."""
         row = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [table]).fetchone()
         found = _TOKENIZE_OPTION.search(row[0] if row else "")
@@ -134,6 +144,12 @@ class Store:
     @classmethod
     def open(cls, path: str | Path) -> "Store":
         return cls(open_db(path))
+
+    def reopen(self) -> "Store":
+        """A second connection to the same database file, for a thread that reads and writes on its
+        own (WAL lets it run beside this one); an in-memory database has only this connection."""
+        path = self.db.execute("PRAGMA database_list").fetchone()[2]
+        return Store.open(path) if path else self
 
     def close(self) -> None:
         if "_tokenizer" in self.__dict__:
@@ -202,10 +218,16 @@ class Store:
         return row[0] if row else ""
 
     def find_documents(self, needle: str) -> list[Document]:
-        """Documents whose id, path or title contains `needle` (case-insensitive)."""
-        like = f"%{needle.lower()}%"
-        return self._query_docs("id = ? OR path = ? OR lower(title) LIKE ? OR lower(path) LIKE ?",
-                                [needle, needle, like, like])
+        """Documents whose id or path is `needle`, or whose title or path contains it (ASCII case-insensitive).
+
+        `instr`, not LIKE: `%` and `_` are literal and a needle of any length is no "pattern too complex".
+        A NUL matches nothing (SQLite would read the text only up to it).
+        """
+        if "\x00" in needle:
+            return []
+        lowered = needle.lower()
+        return self._query_docs("id = ? OR path = ? OR instr(lower(title), ?) > 0 OR instr(lower(path), ?) > 0",
+                                [needle, needle, lowered, lowered])
 
     def replace_document(self, doc: Document, text: str, passages: list[tuple[int, int, str, str]]) -> None:
         """Insert or replace a document and its passages (start, end, text, hash) atomically."""
@@ -311,6 +333,23 @@ class Store:
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO embeddings(hash, model, vector) VALUES (?, ?, ?)",
                 [(digest, model, np.asarray(vec, dtype=np.float16).tobytes()) for digest, vec in items])
+            self._count_up(f"vectors:{model}")
+
+    def _count_up(self, key: str) -> None:
+        self.db.execute("INSERT INTO meta(key, value) VALUES(?, '1') "
+                        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", [key])
+
+    def vectors_version(self, model: str) -> int:
+        """A counter bumped whenever vectors for `model` are saved (by any process): the in-memory
+        dense index compares it to pick up passages embedded after it was loaded."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [f"vectors:{model}"]).fetchone()
+        return int(row[0]) if row else 0
+
+    def missing_embedding_count(self, model: str) -> int:
+        """How many distinct passage texts wait for a vector for `model` (what /status shows)."""
+        return self.db.execute(
+            "SELECT count(DISTINCT p.hash) FROM passages p WHERE NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.hash = p.hash AND e.model = ?)", [model]).fetchone()[0]
 
     def embeddings(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
@@ -327,12 +366,21 @@ class Store:
         rows = self.db.execute(
             "SELECT p.id, e.vector FROM passages p JOIN embeddings e ON e.hash = p.hash AND e.model = ? ORDER BY p.id",
             [model]).fetchall()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float16)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        # a bytearray keeps the matrix writable, which torch wants for a zero-copy view
-        matrix = np.frombuffer(bytearray(b"".join(r[1] for r in rows)), dtype=np.float16).reshape(len(rows), -1)
-        return ids, matrix
+        return _vector_rows(rows)
+
+    def passage_vectors_of(self, model: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(passage ids, float16 matrix) of those passages among `ids` that have a `model` vector now."""
+        rows = []
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start:start + 500]]
+            rows += self.db.execute(
+                "SELECT p.id, e.vector FROM passages p JOIN embeddings e ON e.hash = p.hash AND e.model = ? "
+                f"WHERE p.id IN ({','.join('?' * len(chunk))})", [model, *chunk]).fetchall()
+        return _vector_rows(rows)
+
+    def passage_id_array(self) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM passages").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     # -- summary cache -------------------------------------------------------------------------
     def cached_summary(self, content_hash: str, model: str, language: str) -> tuple[str, str] | None:
