@@ -1,6 +1,8 @@
 """Everything that touches a model: encoders, the extractive default and generative backends.
 
-`Models` loads each model lazily, once, and is used from the service's single worker thread.
+`Models` loads each model lazily, once. The service calls it from two threads: lookups (queries,
+answers, summaries) on one, background embedding of new passages on another, each with its own
+encoder instance and its own share of the thread budget (`use_threads`).
 """
 from __future__ import annotations
 
@@ -45,6 +47,18 @@ class Summary:
             return cls(stored, (), language, model_id)
 
 
+def use_threads(count: int) -> None:
+    """Cap the threads that model work run from the calling thread may use.
+
+    torch's thread count is per calling thread (OpenMP's is), so the lookup worker and the
+    background embedder can each keep to their share of the cores instead of oversubscribing them.
+    """
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
 @dataclass
 class Models:
     encoder_name: str = "e5"
@@ -63,6 +77,22 @@ class Models:
     def encoder(self) -> Encoder:
         """The retrieval encoder (multilingual by default, so questions find passages in any language)."""
         return load_encoder(self.encoder_name, self.threads)
+
+    @cached_property
+    def bulk_encoder(self) -> Encoder:
+        """A second instance of the retrieval encoder, for embedding new passages in the background:
+        bulk work and queries then never share an engine (not every engine takes two threads at once)."""
+        return load_encoder(self.encoder_name, self.bulk_threads)
+
+    @property
+    def bulk_threads(self) -> int:
+        """Background embedding's share of the thread budget: half (at least one)."""
+        return max(1, self.threads // 2)
+
+    @property
+    def interactive_threads(self) -> int:
+        """Lookups' share while background embedding runs (the whole budget otherwise)."""
+        return max(1, self.threads - self.bulk_threads)
 
     @cached_property
     def summary_encoder(self) -> Encoder:

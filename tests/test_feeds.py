@@ -93,6 +93,7 @@ async def test_add_list_remove(service, web_server):
     docs = {d.title: d for d in service.store.documents()}
     assert set(docs) == {"Pruning Apple Trees", "Building Raised Beds"}
     assert docs["Pruning Apple Trees"].url == links["a"] and docs["Pruning Apple Trees"].published == "2024-05-07"
+    assert service.embedder.wait_idle(120)  # vectors are filled in by the background embedder
     assert service.store.missing_embeddings(service.models.encoder_id) == []
 
     again = await run(service, "feed add", url=url)

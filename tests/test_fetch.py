@@ -63,6 +63,7 @@ async def test_html_page_indexed_with_metadata_under_its_canonical_url(service, 
     text = service.store.document_text(doc.id)
     assert "first true leaves" in text
     assert "newsletter" not in text and "Cookie policy" not in text  # boilerplate removed
+    assert service.embedder.wait_idle(120)  # vectors are filled in by the background embedder
     assert service.store.missing_embeddings(service.models.encoder_id) == []
     hits = await service.search("how deep should tomato seedlings be planted", limit=1)
     assert hits[0].document.id == doc.id

@@ -64,29 +64,48 @@ def parse_since(value: str | None) -> str | None:
 
 @dataclass
 class DenseIndex:
-    """Passage vectors held in memory, reloaded when the store's generation changes."""
+    """Passage vectors held in memory: reloaded when the store's generation changes, and topped up
+    when vectors are saved without a document changing (new passages are embedded in the
+    background, after they were indexed; a passage with no vector yet is simply not ranked)."""
 
     generation: int = -1
+    vectors: int = -1  # Store.vectors_version at the last load or top-up
     ids: np.ndarray | None = None
     matrix: np.ndarray | None = None
+    unembedded: np.ndarray | None = None  # passage ids that had no vector then
+    recent: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # top-ups since the load
 
     def refresh(self, store: Store, model: str) -> None:
-        generation = store.generation()
+        generation, vectors = store.generation(), store.vectors_version(model)
         if generation != self.generation:
             self.ids, self.matrix = store.passage_vectors(model)
-            self.generation = generation
+            self.unembedded = np.setdiff1d(store.passage_id_array(), self.ids)
+            self.recent = []
+        elif vectors != self.vectors and len(self.unembedded):
+            ids, matrix = store.passage_vectors_of(model, self.unembedded)
+            if len(ids):  # a small matrix of its own: no copy of the big one per top-up
+                self.recent.append((ids, matrix))
+                self.unembedded = np.setdiff1d(self.unembedded, ids)
+                if len(self.recent) > 16:  # many small top-ups: merged into one
+                    self.recent = [(np.concatenate([i for i, _ in self.recent]),
+                                    np.concatenate([m for _, m in self.recent]))]
+        self.generation, self.vectors = generation, vectors
 
     def top(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        if self.matrix is None or not len(self.matrix):
+        parts = [(ids, matrix) for ids, matrix in [(self.ids, self.matrix), *self.recent]
+                 if matrix is not None and len(matrix)]
+        if not parts:
             return []
         # torch multiplies the float16 matrix in place: no float32 copy of a million vectors per query
-        scores = torch.mv(torch.from_numpy(self.matrix), torch.from_numpy(query.astype(np.float16))).float().numpy()
+        vector = torch.from_numpy(query.astype(np.float16))
+        scores = np.concatenate([torch.mv(torch.from_numpy(matrix), vector).float().numpy() for _, matrix in parts])
+        ids = np.concatenate([ids for ids, _ in parts]) if len(parts) > 1 else parts[0][0]
         if allowed is not None:
-            scores = np.where(np.isin(self.ids, allowed), scores, -np.inf)
+            scores = np.where(np.isin(ids, allowed), scores, -np.inf)
         k = min(k, len(scores))
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best])]
-        return [(int(self.ids[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
+        return [(int(ids[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
 
 
 @dataclass

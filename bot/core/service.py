@@ -6,7 +6,9 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
@@ -20,12 +22,16 @@ from bot.core.ingest import content_hash
 from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserError
 from bot.core.retrieve import Retriever, parse_since
 from bot.core.store import Store, StoreError
-from summarizer import Models, Summary
+from summarizer import Models, Summary, use_threads
+from summarizer.encoder import Encoder
 from summarizer.generative import GenerationError
 from summarizer.grounded import grounded_answer
 
 log = logging.getLogger(__name__)
 ASK_PASSAGES = 6
+BACKGROUND_BATCH = 8  # passages per background encoder call: small, so lookups never wait long
+YIELD_S = 2.0  # how long the background embedder lets running lookups finish before its next batch
+ASSUMED_RATE = 5.0  # passages/s the background embedder is assumed to reach before it has measured itself
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -49,6 +55,122 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def embed_in_batches(store: Store, encoder: Encoder, model_id: str, batch: int) -> Iterator[int]:
+    """Embed the passages that have no vector for `model_id`, `batch` at a time, saving each batch;
+    yields how many were embedded after each one (the caller may pause or stop in between)."""
+    missing = store.missing_embeddings(model_id)
+    for start in range(0, len(missing), batch):
+        chunk = missing[start:start + batch]
+        vectors = encoder.embed_passages([text for _, text in chunk])
+        store.save_embeddings(model_id, [(digest, vec) for (digest, _), vec in zip(chunk, vectors)])
+        yield len(chunk)
+
+
+def about(seconds: float) -> str:
+    """A rough duration for people: "10 s", "3 min", "2 h"."""
+    if seconds < 60:
+        return f"{max(5, round(seconds / 5) * 5)} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+
+
+class BackgroundEmbedder:
+    """Fills in the vectors of newly indexed passages on a thread of its own, a small batch at a time.
+
+    Indexing makes a document searchable by keywords at once; its passages become searchable by
+    meaning as this catches up. Before each batch it lets running lookups finish (up to YIELD_S),
+    and it uses its own encoder instance and its own share of the threads, so a search never
+    queues behind a large upload. It reads and writes through a connection of its own.
+    """
+
+    def __init__(self, store: Store, models: Models, lookups_idle: Callable[[float], bool]):
+        self._main_store = store
+        self._models = models
+        self._lookups_idle = lookups_idle
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._state = threading.Condition()
+        self._active = False
+        self._thread: threading.Thread | None = None
+        self.rate: float | None = None  # passages/s, measured
+
+    @property
+    def active(self) -> bool:
+        """Whether work is waiting or under way."""
+        return not self._stop.is_set() and (self._active or self._wake.is_set())
+
+    def wake(self) -> None:
+        """Look for passages without vectors (soon; this never blocks)."""
+        with self._state:
+            if self._stop.is_set():
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="digestbot-embed", daemon=True)
+                self._thread.start()
+            self._wake.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing waits to be embedded (False on timeout)."""
+        with self._state:
+            return self._state.wait_for(lambda: not self.active, timeout)
+
+    def seconds_for(self, passages: int) -> float:
+        return passages / (self.rate or ASSUMED_RATE)
+
+    def close(self) -> None:
+        """Stop after the batch under way (what was embedded is saved; the rest waits for the next start)."""
+        with self._state:
+            self._stop.set()
+            self._wake.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        store = self._main_store.reopen()
+        try:
+            while True:
+                self._wake.wait()
+                with self._state:
+                    if self._stop.is_set():
+                        return
+                    self._active = True
+                    self._wake.clear()
+                try:
+                    self._catch_up(store)
+                except Exception:  # a full disk or an encoder failure: tried again with the next document
+                    log.exception("background embedding stopped; it resumes when a document is added")
+                finally:
+                    with self._state:
+                        self._active = False
+                        self._state.notify_all()
+        finally:
+            if store is not self._main_store:
+                store.close()
+            with self._state:
+                self._state.notify_all()
+
+    def _catch_up(self, store: Store) -> None:
+        """Embed until no passage is left without a vector (documents added meanwhile included)."""
+        model_id = self._models.encoder_id
+        while not self._stop.is_set():
+            batches = embed_in_batches(store, self._models.bulk_encoder, model_id, BACKGROUND_BATCH)
+            done = 0
+            while not self._stop.is_set():
+                self._lookups_idle(YIELD_S)
+                use_threads(self._models.bulk_threads)
+                started = time.perf_counter()
+                count = next(batches, 0)
+                if not count:
+                    break
+                done += count
+                rate = count / max(time.perf_counter() - started, 1e-3)
+                self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
+            if not done:
+                return
+
+
 class Service:
     def __init__(self, settings: Settings, store: Store, models: Models,
                  clock: Callable[[], dt.datetime] = utc_now):
@@ -57,17 +179,47 @@ class Service:
         self.models = models
         self.clock = clock
         self.posters: dict[str, Poster] = {}
-        # One worker thread for all model work: the event loop never waits on a model.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digestbot-model")
+        # The event loop never waits on slow work. Three threads, so nothing waits behind another
+        # kind of work: lookups (queries, answers, summaries); document work (extracting, indexing);
+        # and the background embedder filling in vectors of what was indexed.
+        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digestbot-lookup")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digestbot-documents")
+        self._lookups_running = 0
+        self._lookups_state = threading.Condition()
+        self.embedder = BackgroundEmbedder(store, models, self._wait_for_lookups)
         self.retriever = Retriever(store, lambda: models.encoder, models.encoder_id)
 
     def close(self) -> None:
+        self.embedder.close()
         self._worker.shutdown(wait=True, cancel_futures=True)
+        self._lookups.shutdown(wait=True, cancel_futures=True)
         self.models.close()
         self.store.close()
 
     async def in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Document work (extracting, parsing, indexing) on its own thread, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args, **kwargs))
+
+    async def in_lookup(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Interactive model work (a search, an answer, a summary) on the lookup thread: never queued
+        behind document work or background embedding, and first to the cores."""
+        return await asyncio.get_running_loop().run_in_executor(self._lookups, partial(self._lookup, fn, args, kwargs))
+
+    def _lookup(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        with self._lookups_state:
+            self._lookups_running += 1
+        try:
+            # the whole thread budget, unless background embedding has its share of it now
+            use_threads(self.models.interactive_threads if self.embedder.active else self.models.threads)
+            return fn(*args, **kwargs)
+        finally:
+            with self._lookups_state:
+                self._lookups_running -= 1
+                self._lookups_state.notify_all()
+
+    def _wait_for_lookups(self, timeout: float) -> bool:
+        with self._lookups_state:
+            return self._lookups_state.wait_for(lambda: self._lookups_running == 0, timeout)
 
     # -- the entry point for every adapter -------------------------------------------------------
     async def handle(self, request: Request) -> Reply:
@@ -117,17 +269,17 @@ class Service:
             return None
         return Source(1, doc.id, doc.title, doc.path, doc.url, passage.text, passage.id)
 
-    # -- model-backed operations (all in the worker) ---------------------------------------------
+    # -- model-backed operations (lookups on their own thread) ------------------------------------
     async def search(self, query: str, *, documents: list[Document] | None = None, since: str | None = None,
                      limit: int = 5) -> list[Hit]:
         since = parse_since(since)
-        return await self.in_worker(self.retriever.search, query, limit=limit, documents=documents, since=since)
+        return await self.in_lookup(self.retriever.search, query, limit=limit, documents=documents, since=since)
 
     async def ask(self, question: str) -> Answer:
-        return await self.in_worker(self.answer, question)
+        return await self.in_lookup(self.answer, question)
 
     def answer(self, question: str) -> Answer:
-        """Retrieve, then answer (synchronous: the worker, the CLI batch mode and the evals call it).
+        """Retrieve, then answer (synchronous: the lookup thread, the CLI batch mode and the evals call it).
 
         The extractive answer comes first: it is the evidence check (abstaining when nothing is close
         enough) and the fallback. With a generator configured, a grounded generated answer over the
@@ -164,13 +316,13 @@ class Service:
         return np.stack([cached[h] for h in hashes]).astype(np.float32)
 
     async def summarize(self, doc: Document) -> Summary:
-        """Cached by content hash + model id + wanted language; computed in the worker otherwise."""
+        """Cached by content hash + model id + wanted language; computed on the lookup thread otherwise."""
         model_id = self.models.summarizer_id
         cached = self.store.cached_summary(doc.content_hash, model_id, self.settings.language)
         if cached:
             return Summary.from_json(cached[0], cached[1], model_id)
         passages = [p.text for p in self.store.passages(doc.id)]
-        summary = await self.in_worker(self.models.summarize, passages, doc.language, self.settings.language,
+        summary = await self.in_lookup(self.models.summarize, passages, doc.language, self.settings.language,
                                        doc.title)
         self._cache(self.store.save_summary, doc.content_hash, model_id, self.settings.language,
                     summary.to_json(), summary.language)
@@ -185,15 +337,27 @@ class Service:
             log.warning("cache not saved: %s", exc)
 
     def embed_missing(self, progress: Callable[[int], None] = lambda n: None, batch: int = 32) -> int:
-        """Embed passages with no cached vector (synchronous: CLI indexing and the worker call it)."""
-        model_id = self.models.encoder_id
-        missing = self.store.missing_embeddings(model_id)
-        for start in range(0, len(missing), batch):
-            chunk = missing[start:start + batch]
-            vectors = self.models.encoder.embed_passages([text for _, text in chunk])
-            self.store.save_embeddings(model_id, [(digest, vec) for (digest, _), vec in zip(chunk, vectors)])
-            progress(len(chunk))
-        return len(missing)
+        """Embed passages with no cached vector, now (synchronous: CLI indexing, which shows progress)."""
+        done = 0
+        for count in embed_in_batches(self.store, self.models.encoder, self.models.encoder_id, batch):
+            progress(count)
+            done += count
+        return done
+
+    def embed_in_background(self) -> None:
+        """Have the background embedder fill in the vectors of what was just indexed (never blocks)."""
+        self.embedder.wake()
+
+    def embedding_backlog(self) -> int:
+        """Passages (distinct texts) still waiting for their vectors."""
+        return self.store.missing_embedding_count(self.models.encoder_id)
+
+    def meaning_search_note(self) -> str:
+        """For the reply to an add: when what was just indexed becomes searchable by meaning too."""
+        waiting = self.embedding_backlog()
+        if not waiting:
+            return "searchable now"
+        return f"searchable by keywords now, by meaning in about {about(self.embedder.seconds_for(waiting))}"
 
     # -- chat state ------------------------------------------------------------------------------
     def record_feedback(self, platform: str, user_id: str, subject: str, vote: int) -> None:
@@ -205,13 +369,17 @@ class Service:
     def status(self) -> dict[str, Any]:
         from bot.core.feeds import feed_status
 
+        waiting = self.embedding_backlog()
         status = {
             "documents": len(self.store.documents()),
             "passages": self.store.passage_count(),
+            "passages waiting for embeddings": waiting,
             "retrieval model": self.models.encoder_id,
             "summarizer": self.models.summarizer_id,
             "database": self.settings.db_path,
         }
+        if waiting:
+            status["searchable by meaning in about"] = about(self.embedder.seconds_for(waiting))
         status.update(feed_status(self.store))
         return status
 

@@ -33,10 +33,11 @@ def relevant(change: Change, path: str) -> bool:
 
 
 def reindex(service: "Service", roots: list[Path]) -> IndexReport:
-    """Index the given folders and embed what is new (synchronous: runs in the service's worker)."""
+    """Index the given folders and have what is new embedded in the background (synchronous: runs
+    on the service's document thread)."""
     report = index_paths(service.store, roots)
     if report.added or report.updated:
-        service.embed_missing()
+        service.embed_in_background()
     return report
 
 
