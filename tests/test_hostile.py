@@ -26,6 +26,7 @@ from bot.core.service import Service
 from bot.core.store import Store
 from tests.fake_discord import FakeDiscord
 from tests.fake_slack import BOT_USER_ID, app_mention, event_callback
+from tests.test_cli import cli  # noqa: F401
 from tests.test_discord import discord_settings, embed_text, pings_nobody, running
 from tests.test_render_discord import assert_inert
 from tests.test_render_slack import assert_no_mentions
@@ -270,3 +271,68 @@ async def test_hostile_slash_commands_through_bolt_are_answered_inert(http_bot, 
     assert "too long" in json.dumps(responses(slack, "too-long"))
     assert fingerprint(hostile_service.store) == before
 
+
+
+# -- filters and arguments that used to reach "Something went wrong" or match too much -----------------
+def handle(service: Service, command: str, admin: bool = False, **args: str) -> Reply:
+    """One request through Service.handle; a refusal must be one line and change nothing."""
+    before = fingerprint(service.store)
+    reply = asyncio.run(service.handle(Request(command, args, Actor("u", is_admin=admin), Target("console", "w", "c"))))
+    check_outcome(service, before, reply, (command, args))
+    if not reply.ok:
+        assert len(reply.text.splitlines()) == 1, reply.text
+    return reply
+
+
+@pytest.fixture
+def wildcard_service(hostile_service: Service) -> Service:
+    """Two documents whose titles differ only where a LIKE wildcard would match: `100%` and `1000`,
+    `a_b` and `axb`, each with a cached summary (so /summary runs without the model)."""
+    for title in ("Growth 100% plan", "Growth 1000 plan", "The a_b memo", "The axb memo"):
+        doc, text, passages = build_document(f"{title}: lighthouse tide tables.", path=f"w/{title}.md", title=title)
+        hostile_service.store.replace_document(doc, text, passages)
+        hostile_service.store.save_summary(doc.content_hash, hostile_service.models.summarizer_id,
+                                           hostile_service.settings.language, f"{title} summarized.", "English")
+    return hostile_service
+
+
+def test_a_document_filter_of_fifty_thousand_characters_is_a_short_error(hostile_service):
+    reply = handle(hostile_service, "summary", document="x" * 50_000)
+    assert not reply.ok and "No indexed document matches" in reply.text
+
+
+@pytest.mark.parametrize("needle, title", [("100%", "Growth 100% plan"), ("a_b", "The a_b memo")])
+def test_like_wildcards_in_a_document_filter_match_literally(wildcard_service, needle, title):
+    reply = handle(wildcard_service, "summary", document=needle)
+    assert reply.ok and reply.data["title"] == title, reply.text
+
+
+@pytest.mark.parametrize("needle", ["\x00", "Growth\x00", "%%", "1__0"])  # LIKE: all; "Growth"; all; 100%, 1000
+def test_a_filter_with_a_nul_or_wildcards_matches_no_document(wildcard_service, needle):
+    reply = handle(wildcard_service, "search", query="lighthouse", document=needle)
+    assert not reply.ok and "No indexed document matches" in reply.text
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America/", "Europe/../Europe/Berlin", "/etc/localtime", "."])
+def test_a_timezone_that_is_a_folder_or_a_path_is_a_short_error(hostile_service, zone):
+    reply = handle(hostile_service, "digest schedule", admin=True, time="09:00", timezone=zone)
+    assert not reply.ok and "Area/City" in reply.text and re.search(r" [A-Z]\w+/[A-Z]", reply.text), reply.text
+
+
+@pytest.mark.parametrize("since", ["2024-01-01garbage", "2024-01-01 and more", "2024-13-01", "yesterday"])
+def test_a_since_date_with_anything_after_it_is_a_short_error(hostile_service, since):
+    reply = handle(hostile_service, "search", query="lighthouse", since=since)
+    assert not reply.ok and "YYYY-MM-DD" in reply.text
+
+
+def test_a_since_date_and_a_full_timestamp_are_accepted(hostile_service):
+    for since in ("2024-01-01", " 2024-01-01 ", "2024-01-01T09:30:00+01:00"):
+        assert handle(hostile_service, "search", query="lighthouse", since=since).ok, since
+
+
+def test_a_bad_since_date_through_the_cli_is_one_line_and_exit_1(cli):
+    code, out, err = cli("search", "lighthouse", "--since", "2024-01-01garbage")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "Bad date '2024-01-01garbage': use YYYY-MM-DD." in err.splitlines()
+    code, out, _ = cli("search", "lighthouse", "--since", "2024-01-01", "--json")
+    assert code == 0 and json.loads(out)["results"]

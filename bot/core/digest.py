@@ -182,12 +182,17 @@ def parse_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
         return name
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a region such as "Europe" is a folder of zones
         pass
-    exact = {zone.lower(): zone for zone in available_timezones()}.get(name.lower())
+    zones = available_timezones()
+    exact = {zone.lower(): zone for zone in zones}.get(name.lower())
     if exact:
         return exact
-    raise UserError(f"Unknown timezone {name[:60]!r}: use an IANA name such as Europe/Berlin or America/New_York.")
+    area = name.rstrip("/")
+    region = sorted(zone for zone in zones if area and zone.lower().startswith(area.lower() + "/"))
+    examples = f"{area} is a region, so one of its zones such as {', '.join(region[:3])}" if region else (
+        "such as Europe/Berlin or America/New_York")
+    raise UserError(f"Unknown timezone {name[:60]!r}: write Area/City as in the tz database, {examples}.")
 
 
 def _local_fire(schedule: Schedule, day: dt.date) -> dt.datetime:

@@ -53,13 +53,16 @@ def clean_query(text: str) -> str:
 
 
 def parse_since(value: str | None) -> str | None:
-    """`YYYY-MM-DD` (or a full ISO timestamp) -> ISO string to compare with document dates."""
+    """`YYYY-MM-DD` (or a full ISO timestamp) -> its day as an ISO string to compare with document dates.
+
+    The whole value must be a date or timestamp: `2024-01-01garbage` is refused, not read as its first ten characters.
+    """
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value.strip()[:10]).isoformat()
+        return dt.datetime.fromisoformat(value.strip()).date().isoformat()
     except ValueError:
-        raise UserError(f"Bad date {value!r}: use YYYY-MM-DD.") from None
+        raise UserError(f"Bad date {value.strip()[:40]!r}: use YYYY-MM-DD.") from None
 
 
 @dataclass
