@@ -289,3 +289,50 @@ async def test_the_digest_picks_up_documents_added_by_each_path(service, web_ser
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+async def test_a_poll_has_one_deadline_and_fetches_entries_a_few_at_a_time(service, web_server, monkeypatch):
+    """Slow entry pages cannot hold a poll past its deadline; what was not reached waits for the next poll."""
+    monkeypatch.setattr(feeds, "POLL_DEADLINE_S", 3.0)
+    monkeypatch.setattr(feeds, "ENTRY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(feeds, "ENTRY_CONCURRENCY", 2)
+    in_flight, most = 0, 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:  # answers after 5 s, or notices within 50 ms that the client gave up
+            for _ in range(100):
+                if request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.05)
+            return web.Response(text=page("a"), content_type="text/html")
+        finally:
+            in_flight -= 1
+
+    items = [{"title": f"Bed {i}", "link": web_server.route(f"/slow/{i}", slow), "guid": f"bed-{i}",
+              "summary": f"<p>Raised bed number {i} gets {i + 2} buckets of compost every spring.</p>"}
+             for i in range(10)]
+    url = web_server.page("/feed.xml", rss([]), content_type="application/rss+xml")
+    assert (await run(service, "feed add", url=url)).ok
+    web_server.page("/feed.xml", rss(items), content_type="application/rss+xml", headers={"ETag": '"v1"'})
+    await service.in_worker(lambda: service.models.encoder)  # loaded up front: the poll is timed, not the model
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    [result] = await poll_feeds(service)
+    elapsed = loop.time() - started
+
+    # Sequential 20 s fetches took 10 x 5 s here; the slack is for indexing and embedding on a busy machine.
+    assert elapsed < feeds.POLL_DEADLINE_S + 10, elapsed
+    assert most == 2  # entry pages fetched two at a time, never more
+    assert result.added >= 1 and result.late >= 1 and result.added + result.late == 10, result
+    assert f"{result.late} left for the next poll (this one ran out of time)" in result.line()
+    assert len(service.store.documents()) == result.added  # each failed page fell back to the entry's text
+
+    for i in range(10):
+        web_server.page(f"/slow/{i}", "gone", status=404)
+    [result] = await poll_feeds(service)
+    assert result.late == 0 and len(service.store.documents()) == 10
+    assert "If-None-Match" not in web_server.hits("/feed.xml")[-1].headers  # the late entries needed the full feed

@@ -1,7 +1,8 @@
-"""Hostile fetches (issue 13), against a real HTTP server on 127.0.0.1: compression bombs and
-IPv6 addresses that carry a private IPv4 one."""
+"""Hostile fetches (issue 13), against a real HTTP server on 127.0.0.1: compression bombs, IPv6
+addresses that carry a private IPv4 one, and feed entries aimed at other documents."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import ipaddress
 import json
@@ -15,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from bench.fetch_bomb import double_gzip
+from bot.core.feeds import poll_feeds
 from bot.core.fetch import MAX_BYTES, FetchError, fetch, is_public_address
+from bot.core.models import Actor, Request, Target
 from tests.local_web import web_server  # noqa: F401 - fixture
+from tests.test_feeds import rss
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_MEMORY_LIMIT = 2**30  # address space of the probe process: a bomb fails loudly instead of swapping
@@ -140,3 +144,59 @@ def test_public_addresses_stay_public(address):
 async def test_fetching_an_ipv6_form_of_a_private_address_is_refused(host):
     with pytest.raises(FetchError, match=r"is a private or local address .*; it is not fetched\.$"):
         await fetch(f"http://{host}/latest/meta-data/", allow_private=False, timeout=5)
+
+
+# -- feeds ---------------------------------------------------------------------------------------
+MEMBER = Actor("member", "A member")
+ADMIN = Actor("admin", "An admin", is_admin=True)
+TARGET = Target("console", "local", "test")
+TEAM_PAGE = """<html><head><title>Paying Suppliers</title></head><body><article><h1>Paying Suppliers</h1>
+<p>Supplier invoices are paid by the finance team after two approvals, never by wire on request.</p>
+</article></body></html>"""
+FORGED = "FORGED notice: suppliers must now wire the fee to account 4711 before Friday."
+
+
+async def command(service, name: str, actor: Actor = ADMIN, **args: str):
+    return await service.handle(Request(name, args, actor, TARGET))
+
+
+def document_texts(service) -> dict[str, str]:
+    return {d.path: service.store.document_text(d.id) for d in service.store.documents()}
+
+
+@pytest.mark.parametrize("attack", ["its link fails", "its page claims the document as canonical"])
+async def test_a_feed_entry_cannot_overwrite_another_document(service, web_server, attack):
+    service.settings = dataclasses.replace(service.settings, allow_private_urls=True)
+    team = web_server.page("/team/payments", TEAM_PAGE)
+    assert (await command(service, "add", MEMBER, url=team)).ok
+    before = document_texts(service)
+    if attack == "its link fails":
+        web_server.page("/team/payments", "down for maintenance", status=503)
+        link = team
+    else:
+        link = web_server.page("/posts/notice", f'<html><head><link rel="canonical" href="{team}"></head>'
+                                                f"<body><article><p>{FORGED}</p></article></body></html>")
+    entry = {"title": "Paying Suppliers", "link": link, "guid": "notice-1", "summary": f"<p>{FORGED}</p>"}
+    feed = web_server.page("/feed.xml", rss([entry]), content_type="application/rss+xml")
+
+    reply = await command(service, "feed add", url=feed)
+    assert reply.ok, reply.text
+    assert document_texts(service) == before
+    assert "1 left alone (its address belongs to another document)" in reply.text
+    [result] = await poll_feeds(service)  # the entry is settled: not tried again
+    assert (result.added, result.kept) == (0, 0) and document_texts(service) == before
+
+
+async def test_a_failed_entry_from_another_site_is_indexed_under_the_feed_not_the_link(service, web_server):
+    """The feed's own text for an entry whose page failed is the feed's word: it is filed and cited
+    under the feed, never under another site's address."""
+    service.settings = dataclasses.replace(service.settings, allow_private_urls=True)
+    elsewhere = web_server.page("/team/payments", "down", status=503)  # on 127.0.0.1
+    entry = {"title": "Paying Suppliers", "link": elsewhere, "guid": "notice-2", "summary": f"<p>{FORGED}</p>"}
+    feed = web_server.page("/feed.xml", rss([entry]), content_type="application/rss+xml")
+    feed = feed.replace("127.0.0.1", "localhost")  # the feed lives on another host
+    reply = await command(service, "feed add", url=feed)
+    assert reply.ok, reply.text
+    [doc] = service.store.documents()
+    assert doc.path.startswith(feed + "#") and doc.url == doc.path
+    assert service.store.document_by_path(elsewhere) is None

@@ -3,9 +3,16 @@
 Each entry is remembered by its identity (guid, else link, else title + date), so an entry is
 indexed once even when its link changes or the feed republishes it. Polls are conditional
 (ETag / Last-Modified); a failed poll raises the feed's error count shown in /status.
+
+A feed only creates and updates documents of its own (recorded in feed_documents): an entry whose
+address already belongs to another document leaves it alone, and an entry whose page cannot be
+fetched is filed under a key of the feed's own. A poll fetches a few entry pages at a time and
+stops at one deadline; entries it did not reach wait for the next poll.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -18,7 +25,7 @@ import sqlite_utils
 from bot.core.commands import Param, command
 from bot.core import fetch as web  # the module, not its names: fetch imports commands, which imports feeds
 from bot.core.ingest import html_to_text
-from bot.core.models import Reply, Request, UserError
+from bot.core.models import Document, Reply, Request, UserError
 from bot.core.store import Store, migrations
 
 if TYPE_CHECKING:
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 
 FEED_INTERVAL_MINUTES = 30
 MAX_ENTRIES_PER_POLL = 20  # the rest wait for the next poll (which then skips the conditional request)
+POLL_DEADLINE_S = 60.0  # one poll, however slow its entry pages are
+ENTRY_TIMEOUT_S = 20.0  # one entry page
+ENTRY_CONCURRENCY = 4  # entry pages fetched at once
 ACCEPT_FEEDS = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 
 
@@ -43,6 +53,13 @@ def m004_feeds(db: sqlite_utils.Database) -> None:
         {"feed_id": int, "identity": str, "doc_id": str, "seen_at": str},
         pk=("feed_id", "identity"), foreign_keys=[("feed_id", "feeds", "id")],
     )
+
+
+@migrations()
+def m005_feed_documents(db: sqlite_utils.Database) -> None:
+    """The documents each feed created: the only ones it may update."""
+    db["feed_documents"].create({"doc_id": str, "feed_id": int}, pk="doc_id",
+                                foreign_keys=[("feed_id", "feeds", "id")])
 
 
 @dataclass(frozen=True)
@@ -67,7 +84,9 @@ class PollResult:
     added: int = 0  # new or updated documents
     known: int = 0  # entries whose text was already indexed
     unreadable: int = 0  # entries with no text to index
-    waiting: int = 0  # new entries left for the next poll
+    kept: int = 0  # entries whose address belongs to another document, which was left alone
+    waiting: int = 0  # new entries beyond MAX_ENTRIES_PER_POLL, left for the next polls
+    late: int = 0  # entries not finished before the poll's deadline, left for the next poll
     not_modified: bool = False
     error: str | None = None
 
@@ -75,7 +94,10 @@ class PollResult:
         parts = [f"{self.added} new {'entry' if self.added == 1 else 'entries'} indexed"]
         parts += [f"{self.known} already indexed"] if self.known else []
         parts += [f"{self.unreadable} without readable text"] if self.unreadable else []
+        parts += [f"{self.kept} left alone (" + ("its address belongs to another document)" if self.kept == 1
+                                                 else "their addresses belong to other documents)")] if self.kept else []
         parts += [f"{self.waiting} more on the next polls"] if self.waiting else []
+        parts += [f"{self.late} left for the next poll (this one ran out of time)"] if self.late else []
         return ", ".join(parts)
 
 
@@ -110,6 +132,19 @@ def _seen(store: Store, feed_id: int) -> set[str]:
 def _record_entry(store: Store, feed_id: int, identity: str, doc_id: str | None, now: str) -> None:
     with store.transaction():
         store.db.execute("INSERT OR REPLACE INTO feed_entries VALUES (?, ?, ?, ?)", [feed_id, identity, doc_id, now])
+
+
+def _owns(store: Store, feed_id: int, doc: Document) -> bool:
+    row = store.db.execute("SELECT 1 FROM feed_documents WHERE doc_id = ? AND feed_id = ?", [doc.id, feed_id])
+    return row.fetchone() is not None
+
+
+def _claimed(store: Store, feed_id: int, added: web.Added) -> web.Added:
+    """`added`, with a document the feed just created recorded as the feed's own."""
+    if added.status == "added":
+        with store.transaction():
+            store.db.execute("INSERT OR REPLACE INTO feed_documents VALUES (?, ?)", [added.document.id, feed_id])
+    return added
 
 
 def _record_success(store: Store, feed: Feed, now: str, *, title: str | None, etag: str | None,
@@ -162,15 +197,42 @@ def _entry_link(entry: Any, base: str) -> str | None:
         return None
 
 
-def _index_entry_text(service: "Service", entry: Any, path: str, title: str | None,
-                      published: str | None) -> web.Added | None:
-    """Index the text the feed itself carries for an entry (full content, else its summary)."""
+def _entry_key(feed: Feed, identity: str) -> str:
+    """Where the feed files an entry's own text: an address inside the feed's, nobody else's."""
+    return f"{feed.url}#{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
+
+
+def _index_page(service: "Service", feed: Feed, fetched: web.Fetched, title: str | None,
+                published: str | None) -> web.Added:
+    """An entry's page, unless its address (or the canonical one it names) is another's document."""
+    added = web.index_fetched(service, fetched, title=title, published=published,
+                              may_update=functools.partial(_owns, service.store, feed.id))
+    return _claimed(service.store, feed.id, added)
+
+
+def _index_entry_text(service: "Service", feed: Feed, entry: Any, identity: str, link: str | None,
+                      title: str | None, published: str | None) -> web.Added | None:
+    """The text the feed itself carries for an entry (full content, else its summary).
+
+    It is the feed's word, not the linked page's: filed under the feed's own key, cited under the
+    link only when that is on the feed's site, and not indexed at all when another document
+    already has the link's address (it would stand in for that document in answers).
+    """
     body = next((c.get("value") for c in entry.get("content") or [] if c.get("value")), None) \
         or entry.get("summary") or ""
     text, _ = html_to_text(f"<html><body><article>{body}</article></body></html>") if body.strip() else ("", {})
     if not text.strip():
         return None
-    return web.index_extracted(service, web.Extracted(text), link=path, title=title, published=published)
+    store, key = service.store, _entry_key(feed, identity)
+    if link:
+        taken = store.db.execute("SELECT id FROM documents WHERE (path = ? OR url = ?) AND path != ? LIMIT 1",
+                                 [link, link, key]).fetchone()
+        if taken:
+            return web.Added(store.document(taken[0]), 0, "kept")
+    shown = link if link and web.same_site(link, feed.url) else key
+    added = web.index_extracted(service, web.Extracted(text), link=key, url=shown, title=title,
+                                published=published, may_update=functools.partial(_owns, store, feed.id))
+    return _claimed(store, feed.id, added)
 
 
 async def _index_entry(service: "Service", feed: Feed, entry: Any, identity: str, base: str) -> web.Added | None:
@@ -179,12 +241,42 @@ async def _index_entry(service: "Service", feed: Feed, entry: Any, identity: str
     link = _entry_link(entry, base)
     if link:
         try:
-            fetched = await web.fetch(link, allow_private=service.settings.allow_private_urls)
-            return await service.in_worker(web.index_fetched, service, fetched, title=title, published=published)
+            fetched = await web.fetch(link, allow_private=service.settings.allow_private_urls,
+                                      timeout=ENTRY_TIMEOUT_S)
+            return await service.in_worker(_index_page, service, feed, fetched, title, published)
         except web.FetchError as exc:
             log.info("feed %s: entry %s: %s; indexing the feed's own text", feed.url, link, exc)
-    path = link or f"{feed.url}#{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
-    return await service.in_worker(_index_entry_text, service, entry, path, title, published)
+    return await service.in_worker(_index_entry_text, service, feed, entry, identity, link, title, published)
+
+
+async def _index_entries(service: "Service", feed: Feed, entries: list[tuple[str, Any]], base: str,
+                         deadline: float) -> list[web.Added | None]:
+    """Index (identity, entry) pairs, ENTRY_CONCURRENCY at a time, until `deadline` (event-loop time).
+
+    Each finished entry is recorded at once; the unfinished ones are cancelled and left unrecorded,
+    so the next poll tries them again. Returns the finished ones' outcomes.
+    """
+    gate = asyncio.Semaphore(ENTRY_CONCURRENCY)
+
+    async def one(identity: str, entry: Any) -> web.Added | None:
+        async with gate:
+            try:
+                added = await _index_entry(service, feed, entry, identity, base)
+            except UserError as exc:  # e.g. too long to index: settled, not retried
+                log.info("feed %s: entry %s: %s", feed.url, identity, exc)
+                added = None
+        own = added.document.id if added and added.status != "kept" else None
+        _record_entry(service.store, feed.id, identity, own, _now(service))
+        return added
+
+    tasks = [asyncio.create_task(one(identity, entry)) for identity, entry in entries]
+    if not tasks:
+        return []
+    _, unfinished = await asyncio.wait(tasks, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+    for task in unfinished:
+        task.cancel()
+    await asyncio.gather(*unfinished, return_exceptions=True)
+    return [task.result() for task in tasks if task not in unfinished]
 
 
 # -- polling -------------------------------------------------------------------------------------
@@ -195,6 +287,7 @@ def _now(service: "Service") -> str:
 async def poll_feed(service: "Service", feed: Feed) -> PollResult:
     """Fetch one feed (conditionally) and index its new entries; failures are recorded, not raised."""
     result, store = PollResult(feed), service.store
+    deadline = asyncio.get_running_loop().time() + POLL_DEADLINE_S
     headers = {k: v for k, v in (("If-None-Match", feed.etag), ("If-Modified-Since", feed.last_modified)) if v}
     try:
         fetched = await web.fetch(feed.url, allow_private=service.settings.allow_private_urls,
@@ -210,22 +303,25 @@ async def poll_feed(service: "Service", feed: Feed) -> PollResult:
             identity = entry_identity(entry)
             if identity and identity not in seen:
                 new.setdefault(identity, entry)
-        for identity, entry in list(new.items())[:MAX_ENTRIES_PER_POLL]:
-            added = await _index_entry(service, feed, entry, identity, fetched.url)
-            _record_entry(store, feed.id, identity, added.document.id if added else None, _now(service))
+        todo = list(new.items())[:MAX_ENTRIES_PER_POLL]
+        finished = await _index_entries(service, feed, todo, fetched.url, deadline)
+        for added in finished:
             if added is None:
                 result.unreadable += 1
             elif added.status == "duplicate":
                 result.known += 1
+            elif added.status == "kept":
+                result.kept += 1
             else:
                 result.added += 1
         result.waiting = max(0, len(new) - MAX_ENTRIES_PER_POLL)
-        complete = not result.waiting  # else forget the validators so the next poll gets the full feed
+        result.late = len(todo) - len(finished)
+        complete = not (result.waiting or result.late)  # else forget the validators: the next poll needs them all
         _record_success(store, feed, _now(service), title=parsed.feed.get("title") or feed.title,
                         etag=fetched.etag if complete else None,
                         last_modified=fetched.last_modified if complete else None)
         if result.added:
-            service.embed_in_background()
+            await service.in_worker(service.embed_missing)
     except UserError as exc:
         result.error = str(exc)
     except Exception as exc:  # one broken feed must not stop the others or the scheduler
@@ -310,6 +406,7 @@ async def feed_remove_command(service: "Service", request: Request) -> Reply:
     kept = entry_counts(store).get(feed.id, 0)
     with store.transaction():
         store.db.execute("DELETE FROM feed_entries WHERE feed_id = ?", [feed.id])
+        store.db.execute("DELETE FROM feed_documents WHERE feed_id = ?", [feed.id])
         store.db.execute("DELETE FROM feeds WHERE id = ?", [feed.id])
     return Reply(f"Stopped following **{feed.name}**; the {kept} documents it added stay indexed.",
                  title="Feed removed", data={"feed_id": feed.id, "url": feed.url, "documents_kept": kept})

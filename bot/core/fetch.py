@@ -16,6 +16,7 @@ import re
 import socket
 import unicodedata
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -74,7 +75,7 @@ class Extracted:
 class Added:
     document: Document
     passages: int
-    status: str  # "added" | "updated" | "duplicate"
+    status: str  # "added" | "updated" | "duplicate" | "kept" (another's document at that address, unchanged)
 
 
 # -- fetching ------------------------------------------------------------------------------------
@@ -316,16 +317,25 @@ def _pdf(data: bytes, name: str) -> Extracted:
                      published=created.date().isoformat() if isinstance(created, dt.datetime) else None)
 
 
+def same_site(url: str, other: str) -> bool:
+    """Both are http(s) URLs on one host (a leading "www." aside)."""
+    try:
+        a, b = httpx.URL(url), httpx.URL(other)
+    except httpx.InvalidURL:
+        return False
+    return {a.scheme, b.scheme} <= {"http", "https"} and bool(a.host) and \
+        a.host.removeprefix("www.") == b.host.removeprefix("www.")
+
+
 def _canonical(base_url: str | None, canonical: str | None) -> str | None:
     """The page's canonical URL, resolved against where it was fetched; None unless on the same site."""
     if not base_url or not canonical:
         return None
     try:
-        base, url = httpx.URL(base_url), httpx.URL(base_url).join(canonical)
+        url = str(httpx.URL(base_url).join(canonical))
     except httpx.InvalidURL:
         return None
-    same_site = url.host.removeprefix("www.") == base.host.removeprefix("www.")
-    return str(url) if url.scheme in ("http", "https") and same_site else None
+    return url if same_site(url, base_url) else None
 
 
 def extract(data: bytes, *, content_type: str, name: str, charset: str | None = None,
@@ -351,15 +361,20 @@ def extract(data: bytes, *, content_type: str, name: str, charset: str | None = 
 
 # -- indexing ------------------------------------------------------------------------------------
 def index_extracted(service: "Service", extracted: Extracted, *, link: str, title: str | None = None,
-                    published: str | None = None) -> Added:
+                    published: str | None = None, url: str | None = None,
+                    may_update: Callable[[Document], bool] | None = None) -> Added:
     """Store extracted text under its canonical URL (else `link`); the same text twice is a duplicate.
 
+    `url` is the address shown and cited (default: where it is stored). A document already at that
+    place is replaced only if `may_update` (default: always) allows it, else it is "kept".
     Synchronous (runs in the service's worker); embedding is left to the caller.
     """
     path = extracted.url or link
     existing = service.store.document_by_path(path)
+    if existing is not None and may_update is not None and not may_update(existing):
+        return Added(existing, 0, "kept")
     doc, text, passages = build_document(
-        extracted.text, path=path, url=path, title=title or extracted.title,
+        extracted.text, path=path, url=url or path, title=title or extracted.title,
         published=published or extracted.published, doc_id=existing.id if existing else None)
     same = service.store.document_by_hash(doc.content_hash)
     if same is not None:
@@ -368,11 +383,12 @@ def index_extracted(service: "Service", extracted: Extracted, *, link: str, titl
     return Added(doc, len(passages), "updated" if existing else "added")
 
 
-def index_fetched(service: "Service", fetched: Fetched, *, title: str | None = None,
-                  published: str | None = None) -> Added:
+def index_fetched(service: "Service", fetched: Fetched, *, title: str | None = None, published: str | None = None,
+                  may_update: Callable[[Document], bool] | None = None) -> Added:
     extracted = extract(fetched.data, content_type=fetched.content_type, name=host_label(fetched.url),
                         charset=fetched.charset, base_url=fetched.url)
-    return index_extracted(service, extracted, link=fetched.url, title=title, published=published)
+    return index_extracted(service, extracted, link=fetched.url, title=title, published=published,
+                           may_update=may_update)
 
 
 def check_add_allowed(service: "Service", actor: Actor) -> None:
@@ -387,22 +403,20 @@ def check_add_allowed(service: "Service", actor: Actor) -> None:
 async def add_url(service: "Service", url: str) -> Added:
     fetched = await fetch(url, allow_private=service.settings.allow_private_urls)
     added = await service.in_worker(index_fetched, service, fetched)
-    service.embed_in_background()
+    await service.in_worker(service.embed_missing)
     return added
 
 
-def added_reply(added: Added, searchable: str = "") -> Reply:
-    """The one-line answer to an add, saying when it is `searchable` (`Service.meaning_search_note`);
-    a duplicate is refused as bad input (nothing changed)."""
+def added_reply(added: Added) -> Reply:
+    """The one-line answer to an add; a duplicate is refused as bad input (nothing changed)."""
     doc = added.document
     if added.status == "duplicate":
         raise UserError(f"Already indexed as **{doc.title}** (`{doc.id}`); nothing was changed.")
     verb = "Added" if added.status == "added" else "Updated"
     source = Source(1, doc.id, doc.title, doc.path, doc.url, "")
-    return Reply(f"{verb} **{doc.title}** ({added.passages} passages) [1]" + (f"; {searchable}." if searchable else "."),
-                 [source], title=verb,
+    return Reply(f"{verb} **{doc.title}** ({added.passages} passages) [1].", [source], title=verb,
                  data={"status": added.status, "doc_id": doc.id, "title": doc.title, "url": doc.url,
-                       "published": doc.published, "passages": added.passages, "searchable": searchable})
+                       "published": doc.published, "passages": added.passages})
 
 
 async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str, content_type: str,
@@ -421,8 +435,8 @@ async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str,
         extracted = await service.in_worker(extract, data, content_type=media, name=name,
                                             charset=charset.group(1) if charset else None)
         added = await service.in_worker(index_extracted, service, extracted, link=url)
-        service.embed_in_background()
-        return added_reply(added, service.meaning_search_note())
+        await service.in_worker(service.embed_missing)
+        return added_reply(added)
     except UserError as exc:
         return Reply(str(exc), ok=False, title="Sorry")
 
@@ -431,4 +445,4 @@ async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str,
 async def add_command(service: "Service", request: Request) -> Reply:
     """Fetch a web page or file by its URL and index it."""
     check_add_allowed(service, request.actor)
-    return added_reply(await add_url(service, request.args["url"]), service.meaning_search_note())
+    return added_reply(await add_url(service, request.args["url"]))
