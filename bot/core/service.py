@@ -55,10 +55,10 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def embed_in_batches(store: Store, encoder: Encoder, model_id: str, batch: int) -> Iterator[int]:
-    """Embed the passages that have no vector for `model_id`, `batch` at a time, saving each batch;
-    yields how many were embedded after each one (the caller may pause or stop in between)."""
-    missing = store.missing_embeddings(model_id)
+def embed_in_batches(store: Store, encoder: Encoder, model_id: str, missing: list[tuple[str, str]],
+                     batch: int) -> Iterator[int]:
+    """Embed `missing` (hash, text) pairs, `batch` at a time, saving each batch; yields how many
+    were embedded after each one (the caller may pause or stop in between)."""
     for start in range(0, len(missing), batch):
         chunk = missing[start:start + batch]
         vectors = encoder.embed_passages([text for _, text in chunk])
@@ -94,17 +94,23 @@ class BackgroundEmbedder:
         self._active = False
         self._thread: threading.Thread | None = None
         self.rate: float | None = None  # passages/s, measured
+        self.backlog = 0  # passages waiting: counted when a round starts, kept up to date in between
 
     @property
     def active(self) -> bool:
         """Whether work is waiting or under way."""
         return not self._stop.is_set() and (self._active or self._wake.is_set())
 
-    def wake(self) -> None:
-        """Look for passages without vectors (soon; this never blocks)."""
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def wake(self, passages: int = 0) -> None:
+        """Look for passages without vectors (soon; this never blocks); `passages` were just indexed."""
         with self._state:
             if self._stop.is_set():
                 return
+            self.backlog += passages
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="digestbot-embed", daemon=True)
                 self._thread.start()
@@ -155,8 +161,12 @@ class BackgroundEmbedder:
         """Embed until no passage is left without a vector (documents added meanwhile included)."""
         model_id = self._models.encoder_id
         while not self._stop.is_set():
-            batches = embed_in_batches(store, self._models.bulk_encoder, model_id, BACKGROUND_BATCH)
-            done = 0
+            missing = store.missing_embeddings(model_id)
+            with self._state:
+                self.backlog = len(missing)
+            if not missing:
+                return
+            batches = embed_in_batches(store, self._models.bulk_encoder, model_id, missing, BACKGROUND_BATCH)
             while not self._stop.is_set():
                 self._lookups_idle(YIELD_S)
                 use_threads(self._models.bulk_threads)
@@ -164,11 +174,10 @@ class BackgroundEmbedder:
                 count = next(batches, 0)
                 if not count:
                     break
-                done += count
+                with self._state:
+                    self.backlog = max(0, self.backlog - count)
                 rate = count / max(time.perf_counter() - started, 1e-3)
                 self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
-            if not done:
-                return
 
 
 class Service:
@@ -338,18 +347,21 @@ class Service:
 
     def embed_missing(self, progress: Callable[[int], None] = lambda n: None, batch: int = 32) -> int:
         """Embed passages with no cached vector, now (synchronous: CLI indexing, which shows progress)."""
-        done = 0
-        for count in embed_in_batches(self.store, self.models.encoder, self.models.encoder_id, batch):
+        missing = self.store.missing_embeddings(self.models.encoder_id)
+        for count in embed_in_batches(self.store, self.models.encoder, self.models.encoder_id, missing, batch):
             progress(count)
-            done += count
-        return done
+        return len(missing)
 
-    def embed_in_background(self) -> None:
-        """Have the background embedder fill in the vectors of what was just indexed (never blocks)."""
-        self.embedder.wake()
+    def embed_in_background(self, passages: int = 0) -> None:
+        """Have the background embedder fill in the vectors of what was just indexed (`passages`
+        new ones, when known, so the backlog counts them at once); never blocks."""
+        self.embedder.wake(passages)
 
     def embedding_backlog(self) -> int:
-        """Passages (distinct texts) still waiting for their vectors."""
+        """Passages (distinct texts) still waiting for their vectors: the embedder's count once it
+        has run (counting is a scan of every passage), else the database's."""
+        if self.embedder.started:
+            return self.embedder.backlog
         return self.store.missing_embedding_count(self.models.encoder_id)
 
     def meaning_search_note(self) -> str:

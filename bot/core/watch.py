@@ -34,10 +34,10 @@ def relevant(change: Change, path: str) -> bool:
 
 def reindex(service: "Service", roots: list[Path]) -> IndexReport:
     """Index the given folders and have what is new embedded in the background (synchronous: runs
-    on the service's document thread)."""
+    on the service's document thread). The embedder is woken on every pass, so passages a previous
+    run or another process left without vectors are embedded too."""
     report = index_paths(service.store, roots)
-    if report.added or report.updated:
-        service.embed_in_background()
+    service.embed_in_background(report.passages)
     return report
 
 
