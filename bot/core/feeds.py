@@ -321,7 +321,7 @@ async def poll_feed(service: "Service", feed: Feed) -> PollResult:
                         etag=fetched.etag if complete else None,
                         last_modified=fetched.last_modified if complete else None)
         if result.added:
-            await service.in_worker(service.embed_missing)
+            service.embed_in_background()
     except UserError as exc:
         result.error = str(exc)
     except Exception as exc:  # one broken feed must not stop the others or the scheduler

@@ -403,20 +403,22 @@ def check_add_allowed(service: "Service", actor: Actor) -> None:
 async def add_url(service: "Service", url: str) -> Added:
     fetched = await fetch(url, allow_private=service.settings.allow_private_urls)
     added = await service.in_worker(index_fetched, service, fetched)
-    await service.in_worker(service.embed_missing)
+    service.embed_in_background(added.passages)
     return added
 
 
-def added_reply(added: Added) -> Reply:
-    """The one-line answer to an add; a duplicate is refused as bad input (nothing changed)."""
+def added_reply(added: Added, searchable: str = "") -> Reply:
+    """The one-line answer to an add, saying when it is `searchable` (`Service.meaning_search_note`);
+    a duplicate is refused as bad input (nothing changed)."""
     doc = added.document
     if added.status == "duplicate":
         raise UserError(f"Already indexed as **{doc.title}** (`{doc.id}`); nothing was changed.")
     verb = "Added" if added.status == "added" else "Updated"
     source = Source(1, doc.id, doc.title, doc.path, doc.url, "")
-    return Reply(f"{verb} **{doc.title}** ({added.passages} passages) [1].", [source], title=verb,
+    return Reply(f"{verb} **{doc.title}** ({added.passages} passages) [1]" + (f"; {searchable}." if searchable else "."),
+                 [source], title=verb,
                  data={"status": added.status, "doc_id": doc.id, "title": doc.title, "url": doc.url,
-                       "published": doc.published, "passages": added.passages})
+                       "published": doc.published, "passages": added.passages, "searchable": searchable})
 
 
 async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str, content_type: str,
@@ -435,8 +437,8 @@ async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str,
         extracted = await service.in_worker(extract, data, content_type=media, name=name,
                                             charset=charset.group(1) if charset else None)
         added = await service.in_worker(index_extracted, service, extracted, link=url)
-        await service.in_worker(service.embed_missing)
-        return added_reply(added)
+        service.embed_in_background(added.passages)
+        return added_reply(added, service.meaning_search_note())
     except UserError as exc:
         return Reply(str(exc), ok=False, title="Sorry")
 
@@ -445,4 +447,4 @@ async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str,
 async def add_command(service: "Service", request: Request) -> Reply:
     """Fetch a web page or file by its URL and index it."""
     check_add_allowed(service, request.actor)
-    return added_reply(await add_url(service, request.args["url"]))
+    return added_reply(await add_url(service, request.args["url"]), service.meaning_search_note())
