@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fetch_bomb import double_gzip
+from bench.fetch_bomb import BOMBS_MIB, double_gzip
 from bot.core.feeds import poll_feeds
 from bot.core.fetch import MAX_BYTES, FetchError, fetch, is_public_address
 from bot.core.models import Actor, Request, Target
@@ -45,7 +45,7 @@ def raw_deflate(data: bytes) -> bytes:
 
 
 def test_a_twice_gzipped_bomb_is_refused_in_bounded_memory_without_blocking(web_server):
-    body = double_gzip(1400)  # 1.4 GiB of zeros in about 2 KB
+    body = double_gzip(BOMBS_MIB["2 KB bomb"])  # 1.4 GiB of zeros in about 2 KB
     assert len(body) < 2500
     url = web_server.page("/bomb", body, content_type="text/plain",
                           headers={"Content-Encoding": "gzip,gzip"})
