@@ -5,13 +5,19 @@ text holds, no renderer produces a clickable link that shows a URL or host other
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
 import re
+import time
 
+from aiohttp import ClientSession
 from hypothesis import given, settings, strategies as st
 
-from bot.adapters import render_discord, render_slack
+from bot.adapters import render_discord, render_slack, slack_app
 from bot.adapters.render_console import to_text
 from bot.core.models import DigestItem, Reply, Source
+from tests.test_slack import FORM, SECRET, events_url, http_bot, slack  # noqa: F401
 
 HOSTS = ["intranet.example", "evil.example", "login.intranet.example", "bank.example.org", "xn--e1afmkfd.example"]
 LABELS = ["{host}", "https://{host}/login", "http://{host}", "Sign in at {host} now", "www.{host}", "{HOST}",
@@ -129,3 +135,70 @@ def test_honest_links_stay_links():
         "[intranet.example handbook](<https://www.intranet.example/a>)")
     assert render_slack.link("https://intranet.example/a", "Handbook") == "<https://intranet.example/a|Handbook>"
     assert render_discord.render_quote(Source(1, "d", "Handbook", "p", "https://x.example/", "q")).embeds[0].url
+
+
+# -- Slack HTTP mode: malformed requests ---------------------------------------------------------------
+def signed_headers(body: bytes, timestamp: str | None = None, secret: str = SECRET) -> dict[str, str]:
+    """Slack's signature over raw bytes (so a body need not be UTF-8)."""
+    ts = timestamp or str(int(time.time()))
+    digest = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def malformed_requests() -> list[tuple[str, bytes, dict[str, str]]]:
+    """(name, body, headers): bodies a correctly signed or unsigned client could send that Bolt cannot read."""
+    json_type, form_type = {"Content-Type": "application/json"}, {"Content-Type": FORM}
+    cases = [("bad json", b'{"type": "event_callback", ', json_type),
+             ("json list", b"[1, 2]", json_type),
+             ("json string", b'"event_callback"', json_type),
+             ("bad json in payload", b"payload=%7Bnot-json", form_type),
+             ("payload is a list", b"payload=%5B1%5D", form_type),
+             ("fields of odd types", b'{"type": "event_callback", "team": 5, "authorizations": 5}', json_type),
+             ("non-utf-8 json", b'{"type": "\xff\xfe"}', json_type),
+             ("non-utf-8 form", b"command=%2Fdigestbot&text=\xff\xfe", form_type)]
+    signed = [(name, body, {**kind, **signed_headers(body)}) for name, body, kind in cases]
+    body = b"command=%2Fdigestbot&text=help"
+    unsigned = [("timestamp abc", body, {**form_type, **signed_headers(body, timestamp="abc")}),
+                ("timestamp empty", body, {**form_type, "X-Slack-Request-Timestamp": "", "X-Slack-Signature": "v0=1"}),
+                ("no headers", body, form_type),
+                ("no signature", body, {**form_type, "X-Slack-Request-Timestamp": str(int(time.time()))}),
+                ("signature not hex", body, {**form_type, **signed_headers(body), "X-Slack-Signature": "v0=\u00e9"})]
+    return signed + unsigned
+
+
+async def post_raw(url: str, body: bytes, headers: dict[str, str]) -> int:
+    async with ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def test_malformed_slack_requests_get_4xx_and_a_few_log_lines(http_bot, slack, caplog):
+    caplog.set_level(logging.INFO)
+    url = events_url(http_bot)
+    cases = malformed_requests()
+    statuses = {}
+    for round_ in range(300 // len(cases) + 1):
+        for name, body, headers in cases:
+            statuses.setdefault(name, set()).add(await post_raw(url, body, headers))
+    assert all(found <= {400, 401} for found in statuses.values()), statuses
+    assert statuses["timestamp abc"] == statuses["no headers"] == {401} and statuses["bad json"] == {400}
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not any(r.exc_info for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info][:3]
+    assert len(errors) <= 3, [r.getMessage() for r in errors][:10]
+    assert slack.calls == []  # nothing was run
+
+
+def test_refusals_are_logged_once_per_interval_with_their_counts(caplog):
+    now = [0.0]
+    refusals = slack_app.RefusalLog(interval=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger=slack_app.log.name):
+        for second in range(0, 150):  # two refusals a second for 150 s
+            now[0] = float(second)
+            refusals.note("bad json")
+            refusals.note("bad or stale signature")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3  # at 0 s, 60 s and 120 s
+    assert lines[0].startswith("refused 1 Slack HTTP request(s): bad json ×1")
+    assert lines[1].startswith("refused 120 Slack HTTP request(s): ") and "bad json ×60" in lines[1]
+    assert "bad or stale signature ×60" in lines[1]
+    assert refusals.counts.total() == 59  # the 29 s since the last line wait for the next one

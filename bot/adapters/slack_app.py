@@ -10,6 +10,9 @@ Surface (see slack-manifest.yml):
     `file_shared`) is downloaded with the bot token and indexed like `add` does, answered in place;
   * digests reach channels through `SlackPoster`, which the scheduler's outbox calls.
 Socket Mode when SLACK_APP_TOKEN is set, else HTTP on SLACK_PORT at /slack/events (signed requests).
+In HTTP mode a request is screened before Bolt sees it: malformed or missing signature headers and bad
+signatures get 401, a body that is not UTF-8 or that Bolt cannot read (bad JSON, odd types) gets 400; refusals
+are logged without tracebacks, one line at first and then a count at most once a minute (RefusalLog).
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
@@ -30,6 +34,7 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, render
@@ -55,6 +60,9 @@ POST_ATTEMPTS = 3
 DIGEST_METADATA = "digestbot_digest"  # message metadata event type carrying a digest's run key
 FIND_LIMIT = 200  # recent channel messages searched for a digest's run key
 MAX_RETRY_AFTER = 30.0  # a longer Retry-After is handed back to the outbox as PostError(retry_after=...)
+REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines about refused HTTP requests
+_TIMESTAMP = re.compile(r"\d{1,12}")  # X-Slack-Request-Timestamp: Unix seconds
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")  # X-Slack-Signature: HMAC-SHA256 in hex
 # chat.postMessage errors that retrying cannot fix.
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "invalid_blocks", "no_text",
@@ -84,6 +92,28 @@ class ChannelPacer:
     def hold(self, channel: str, seconds: float) -> None:
         """Keep the channel quiet for `seconds` (Slack's Retry-After)."""
         self._free_at[channel] = time.monotonic() + seconds
+
+
+class RefusalLog:
+    """Counts refused HTTP requests by reason and logs them without flooding: the first refusal at once,
+    then everything refused since the last line, at most once per `interval` seconds."""
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self._logged_at: float | None = None
+
+    def note(self, reason: str) -> None:
+        self.counts[reason] += 1
+        now = self.clock()
+        if self._logged_at is not None and now - self._logged_at < self.interval:
+            return
+        reasons = ", ".join(f"{why} ×{n}" for why, n in self.counts.most_common())
+        log.warning("refused %d Slack HTTP request(s): %s (next report in %.0f s at the earliest)",
+                    self.counts.total(), reasons, self.interval)
+        self.counts.clear()
+        self._logged_at = now
 
 
 class SlackPoster:
@@ -197,6 +227,9 @@ class SlackAdapter:
         self.port: int | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
+        secret = settings.slack_signing_secret
+        self._verifier = SignatureVerifier(secret) if secret else None  # None: events come over Socket Mode
+        self.refusals = RefusalLog()
         self.app.command(SLASH_COMMAND)(ack=self._ack_command, lazy=[self._run_command])
         self.app.event("app_mention")(ack=self._ack, lazy=[self._answer_mention])
         self.app.event("file_shared")(ack=self._ack, lazy=[self._add_dm_file])
@@ -210,7 +243,9 @@ class SlackAdapter:
             self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
             await self._socket.connect_async()
         if not self.settings.slack_app_token or self.app.oauth_flow:
-            self._runner = web.AppRunner(self.app.web_app(EVENTS_PATH, self.settings.slack_port), handle_signals=False)
+            web_app = self.app.web_app(EVENTS_PATH, self.settings.slack_port)
+            web_app.middlewares.append(self._screen)
+            self._runner = web.AppRunner(web_app, handle_signals=False)
             await self._runner.setup()
             site = web.TCPSite(self._runner, host, self.settings.slack_port)
             await site.start()
@@ -222,6 +257,37 @@ class SlackAdapter:
             await self._socket.close_async()
         if self._runner:
             await self._runner.cleanup()
+
+    # -- HTTP requests -----------------------------------------------------------------------------
+    @web.middleware
+    async def _screen(self, request: web.Request, handler) -> web.StreamResponse:
+        """Events-path POSTs reach Bolt only with well-formed, valid signature headers; a body Bolt cannot
+        turn into a request (its parsing raises before any listener runs) is a 400, not a 500."""
+        if request.method != "POST" or request.path != EVENTS_PATH:
+            return await handler(request)
+        if self._verifier is None:
+            return self._refuse(401, "no signing secret: events arrive over Socket Mode")
+        body = await request.read()  # cached: Bolt reads it again
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not (_TIMESTAMP.fullmatch(timestamp) and _SIGNATURE.fullmatch(signature)):
+            return self._refuse(401, "missing or malformed signature headers")
+        try:
+            body.decode("utf-8")  # Slack sends UTF-8; the verifier and Bolt both decode it
+        except UnicodeDecodeError:
+            return self._refuse(400, "body is not UTF-8")
+        if not self._verifier.is_valid(body, timestamp, signature):
+            return self._refuse(401, "bad or stale signature")
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - listener errors never get here: Bolt handles those itself
+            return self._refuse(400, f"unreadable body ({type(exc).__name__})")
+
+    def _refuse(self, status: int, reason: str) -> web.Response:
+        self.refusals.note(reason)
+        return web.Response(status=status, text=reason)
 
     # -- slash command ---------------------------------------------------------------------------
     async def _ack_command(self, ack, command) -> None:
