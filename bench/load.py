@@ -95,9 +95,9 @@ async def _searches_during_upload(opts: Options, result: StageResult, seeds: Pat
 
     clients = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
     reply_s = await upload()
-    backlog_at_reply = service.embedding_backlog()
+    backlog_at_reply = service.store.missing_embedding_count(service.models.encoder_id)
     await asyncio.gather(*clients)
-    backlog_at_end = service.embedding_backlog()
+    backlog_at_end = service.store.missing_embedding_count(service.models.encoder_id)
     doc = service.store.document_by_path("https://files.example/upload.txt")
     result.figures.update({
         "(a) upload characters": len(text),
@@ -150,14 +150,14 @@ async def _hybrid_at_scale_while_embedding(opts: Options, result: StageResult, w
     doc, clean, parts = build_document(job, path="bench/background-job.txt")
     service.store.replace_document(doc, clean, parts)
     await service.search(queries[0])  # the generation changed: the matrix reloads once, before timing
-    service.embed_in_background()
-    backlog = service.embedding_backlog()
+    waiting = service.store.missing_embedding_count(models.encoder_id)
+    service.embed_in_background(len(parts))
     busy = await timed(queries[half:])
-    left = service.embedding_backlog()
+    left = service.store.missing_embedding_count(models.encoder_id)
     still_running = service.embedder.active
     result.figures.update(percentiles(quiet, f"(b) hybrid @{label}, no background work", (50, 95)))
     result.figures.update(percentiles(busy, f"(b) hybrid @{label}, background embedding", (50, 95)))
-    result.figures["(b) passages embedded meanwhile"] = backlog - left
+    result.figures["(b) passages embedded meanwhile"] = waiting - left
     result.figures["(b) background job still running at the end"] = str(still_running)
     result.figures["(b) p95 ratio busy / quiet"] = round(float(np.percentile(busy, 95) / np.percentile(quiet, 95)), 2)
     result.check(f"(b) hybrid p95 @{label} while embedding in the background",

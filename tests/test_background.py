@@ -105,3 +105,30 @@ def test_close_stops_the_background_embedder(settings, models):
         assert 0 < len(store.missing_embeddings(models.encoder_id))
     finally:
         store.close()
+
+
+class CountingEncoder:
+    """The real encoder, counting the calls that encode queries."""
+
+    def __init__(self, encoder):
+        self.encoder, self.query_calls = encoder, 0
+        self.model_id = encoder.model_id
+
+    def embed_queries(self, texts):
+        self.query_calls += 1
+        return self.encoder.embed_queries(texts)
+
+    def embed_passages(self, texts):
+        return self.encoder.embed_passages(texts)
+
+
+async def test_searches_arriving_together_share_one_query_encoding(seeded_service, models, monkeypatch):
+    service = seeded_service
+    queries = [f"{topic} {word}" for topic in ("board", "model", "investors", "startup")
+               for word in ("fired", "release", "safety", "funding", "research")]
+    alone = {q: [h.passage.id for h in await service.search(q)] for q in queries}  # one at a time
+    counting = CountingEncoder(models.encoder)
+    monkeypatch.setitem(models.__dict__, "encoder", counting)
+    together = await asyncio.gather(*(service.search(q) for q in reversed(queries)))
+    assert {q: [h.passage.id for h in hits] for q, hits in zip(reversed(queries), together)} == alone
+    assert counting.query_calls < len(queries) // 2

@@ -20,7 +20,7 @@ from bot.core import commands
 from bot.core.answer import Answer, answer_question
 from bot.core.ingest import content_hash
 from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserError
-from bot.core.retrieve import Retriever, parse_since
+from bot.core.retrieve import Retriever, clean_query, parse_since
 from bot.core.store import Store, StoreError
 from summarizer import Models, Summary, use_threads
 from summarizer.encoder import Encoder
@@ -32,6 +32,7 @@ ASK_PASSAGES = 6
 BACKGROUND_BATCH = 8  # passages per background encoder call: small, so lookups never wait long
 YIELD_S = 2.0  # how long the background embedder lets running lookups finish before its next batch
 ASSUMED_RATE = 5.0  # passages/s the background embedder is assumed to reach before it has measured itself
+QUERY_BATCH = 32  # waiting searches whose queries are encoded together
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -73,6 +74,54 @@ def about(seconds: float) -> str:
     if seconds < 3600:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+
+
+class QueryVectors:
+    """Query embeddings for the lookup thread, computed for every waiting search at once.
+
+    Searches that arrive together (many people at once) queue for the one lookup thread. Encoding
+    their queries in one batch costs little more than encoding one, so the first search encodes
+    the queries of all that wait behind it, and they find their vector ready.
+    """
+
+    def __init__(self, encoder: Callable[[], Encoder], keep: int = 256):
+        self._encoder = encoder
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._waiting: dict[str, int] = {}  # cleaned query -> searches waiting for it
+        self._ready: dict[str, np.ndarray] = {}  # oldest first
+
+    def expect(self, query: str) -> str | None:
+        """Note a search about to queue (on the event loop); returns the key to `done` it with."""
+        try:
+            key = clean_query(query)  # what the Retriever will ask to encode
+        except UserError:
+            return None
+        with self._lock:
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+        return key
+
+    def done(self, key: str | None) -> None:
+        if key is None:
+            return
+        with self._lock:
+            if self._waiting.get(key, 0) > 1:
+                self._waiting[key] -= 1
+            else:
+                self._waiting.pop(key, None)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """The Retriever's encoder call (on the lookup thread)."""
+        todo = [text for text in texts if text not in self._ready]
+        if todo:
+            with self._lock:
+                others = [q for q in self._waiting if q not in self._ready and q not in todo]
+            batch = list(dict.fromkeys(todo + others))[:max(QUERY_BATCH, len(todo))]
+            self._ready.update(zip(batch, self._encoder().embed_queries(batch)))
+            for old in list(self._ready)[:max(0, len(self._ready) - self._keep)]:
+                if old not in texts:
+                    del self._ready[old]
+        return np.stack([self._ready[text] for text in texts])
 
 
 class BackgroundEmbedder:
@@ -196,7 +245,8 @@ class Service:
         self._lookups_running = 0
         self._lookups_state = threading.Condition()
         self.embedder = BackgroundEmbedder(store, models, self._wait_for_lookups)
-        self.retriever = Retriever(store, lambda: models.encoder, models.encoder_id)
+        self.query_vectors = QueryVectors(lambda: models.encoder)
+        self.retriever = Retriever(store, lambda: self.query_vectors, models.encoder_id)
 
     def close(self) -> None:
         self.embedder.close()
@@ -282,10 +332,18 @@ class Service:
     async def search(self, query: str, *, documents: list[Document] | None = None, since: str | None = None,
                      limit: int = 5) -> list[Hit]:
         since = parse_since(since)
-        return await self.in_lookup(self.retriever.search, query, limit=limit, documents=documents, since=since)
+        key = self.query_vectors.expect(query)
+        try:
+            return await self.in_lookup(self.retriever.search, query, limit=limit, documents=documents, since=since)
+        finally:
+            self.query_vectors.done(key)
 
     async def ask(self, question: str) -> Answer:
-        return await self.in_lookup(self.answer, question)
+        key = self.query_vectors.expect(question)
+        try:
+            return await self.in_lookup(self.answer, question)
+        finally:
+            self.query_vectors.done(key)
 
     def answer(self, question: str) -> Answer:
         """Retrieve, then answer (synchronous: the lookup thread, the CLI batch mode and the evals call it).
