@@ -310,6 +310,21 @@ async def test_post_errors_are_recorded_retried_and_shown(make_service, clock, p
     assert run.status == "posted" and run.message_ref == "m1"
 
 
+async def test_a_member_gets_the_preview_and_the_scheduled_digest_keeps_its_documents(make_service, clock, platform):
+    """Posting spends what is pending for the channel: admins only. A member's `digest now` is a preview."""
+    service = make_service()
+    await handle(service, "digest schedule", time="09:00", timezone="Europe/Berlin")
+    docs = [add_doc(service, "alpha", "2024-03-01"), add_doc(service, "beta", "2024-03-02")]
+    runs_before = load_runs(service.store, "1 = 1", [])
+    member = await handle(service, "digest now", MEMBER)
+    assert member.ok and "admins" in member.text and "nothing was posted" in member.text.lower()
+    assert sorted(i["doc_id"] for i in member.data["items"]) == sorted(docs)  # the preview shows what is pending
+    assert platform.messages() == [] and load_runs(service.store, "1 = 1", []) == runs_before
+    clock.now = berlin(2024, 3, 25, 9, 0)
+    [outcome] = await run_due(service)
+    assert outcome.status == "posted" and sorted(platform.messages()[0]["docs"]) == sorted(docs)
+
+
 async def test_a_document_is_never_posted_twice_to_a_channel(make_service, clock, platform):
     """Two channels each get every document once; `digest now` and scheduled runs share the record."""
     service = make_service()
@@ -459,11 +474,11 @@ async def _preview_and_now(service: Service, stream: io.StringIO) -> dict:
     await service.handle(Request("digest preview", {}, MEMBER, target))
     assert time.perf_counter() - started < 0.5  # summaries come from the cache
 
-    now = await service.handle(Request("digest now", {}, MEMBER, target))
+    now = await service.handle(Request("digest now", {}, ADMIN, target))
     assert now.ok and now.data["items"] == data["items"] and "Posted the digest (5 new documents)" in now.text
     posted = stream.getvalue()
     assert all(item["title"] in posted for item in data["items"]) and "**5 new documents**" in posted
-    again = await service.handle(Request("digest now", {}, MEMBER, target))
+    again = await service.handle(Request("digest now", {}, ADMIN, target))
     assert again.data["items"] == [] and stream.getvalue() == posted
     assert again.data["since"] is not None
     return data

@@ -24,7 +24,8 @@ from bot.core.commands import COMMANDS
 from bot.core.models import Actor, PostError, Reply, Request, Target
 from bot.core.service import Service
 from bot.core.store import Store
-from summarizer import Models
+from summarizer import Models, Summary
+from summarizer.extractive import KeyPoint
 from tests.fake_slack import (
     BOT_USER_ID,
     HOST,
@@ -526,9 +527,29 @@ async def test_allow_listed_user_changes_digests_without_asking_slack(seeded_ser
         await bot.stop()
 
 
+async def test_digest_now_posts_for_an_admin_and_previews_for_a_member(http_bot, slack, seeded_service):
+    """users.info decides: a member's `digest now` posts nothing and leaves the documents pending."""
+    for doc in seeded_service.store.documents():  # cached summaries: this test is about who may post
+        summary = Summary(f"{doc.title} in brief.", (KeyPoint("A point.", "A point."),), "English",
+                          seeded_service.models.summarizer_id)
+        seeded_service.store.save_summary(doc.content_hash, summary.model_id, seeded_service.settings.language,
+                                          summary.to_json(), summary.language)
+    slack.users.update({"U0MEMBER": user("U0MEMBER"), "U0ADMIN": user("U0ADMIN", admin=True)})
+    await send_command(http_bot, slack, "digest now", "member", user_id="U0MEMBER", channel_id="C0DIGEST")
+    member = block_texts((await wait_responses(slack, "member"))[0]["blocks"])
+    assert "Posting a digest is for admins; nothing was posted" in member and "What Ilya Saw" in member
+    assert slack.calls_to("chat.postMessage") == []
+    await send_command(http_bot, slack, "digest now", "admin", user_id="U0ADMIN", channel_id="C0DIGEST")
+    assert "Posted the digest (5 new documents)" in block_texts((await wait_responses(slack, "admin"))[0]["blocks"])
+    posted = "".join(block_texts(c.params["blocks"]) for c in slack.calls_to("chat.postMessage"))
+    assert "What Ilya Saw" in posted
+    assert [c.params["user"] for c in slack.calls_to("users.info")] == ["U0MEMBER", "U0ADMIN"]
+
+
 @pytest.mark.slow  # summarizes every seed document for the digest
 async def test_digest_is_posted_through_the_poster_and_failures_show_in_digest_status(http_bot, slack, seeded_service):
-    channel = dict(channel_id="C0DIGEST")
+    channel = dict(channel_id="C0DIGEST", user_id="U0ADMIN")  # posting a digest is for admins
+    slack.users.update({"U0ADMIN": user("U0ADMIN", admin=True)})
     slack.script("chat.postMessage", body={"ok": False, "error": "not_in_channel"})
     await send_command(http_bot, slack, "digest now", "now1", **channel)
     [failed] = await wait_responses(slack, "now1", timeout=180)

@@ -307,8 +307,9 @@ class SlackAdapter:
         except UserError:
             return  # already answered by the ack
         cmd = COMMANDS[name]
-        # users.info is asked only when the answer matters: admin commands, and /add under DIGESTBOT_ADD=admins
-        needs_admin = cmd.admin or (cmd.name == "add" and self.settings.add_policy != "everyone")
+        # users.info is asked only when the answer matters: admin and admin-aware commands, and /add under
+        # DIGESTBOT_ADD=admins
+        needs_admin = cmd.admin or cmd.admin_aware or (cmd.name == "add" and self.settings.add_policy != "everyone")
         admin = needs_admin and await self._is_admin(client, command["user_id"])
         actor = Actor(command["user_id"], command.get("user_name", ""), admin)
         target = Target("slack", command["team_id"], command["channel_id"])

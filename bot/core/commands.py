@@ -35,6 +35,7 @@ class Command:
     params: tuple[Param, ...] = ()
     admin: bool = False
     slow: bool = False  # may touch the model: adapters acknowledge first, answer later
+    admin_aware: bool = False  # open to all, but an admin's call does more: adapters must say who is an admin
 
     @property
     def group(self) -> str | None:
@@ -62,14 +63,15 @@ GROUPS = {
 }
 
 
-def command(name: str, *params: Param, admin: bool = False, slow: bool = False) -> Callable[[Handler], Handler]:
+def command(name: str, *params: Param, admin: bool = False, slow: bool = False,
+            admin_aware: bool = False) -> Callable[[Handler], Handler]:
     """Register a handler; its docstring's first line is the command's help text."""
 
     def register(handler: Handler) -> Handler:
         if name in COMMANDS:
             raise ValueError(f"command {name!r} defined twice")
         help_text = (handler.__doc__ or name).strip().splitlines()[0]
-        COMMANDS[name] = Command(name, help_text, handler, params, admin, slow)
+        COMMANDS[name] = Command(name, help_text, handler, params, admin, slow, admin_aware)
         return handler
 
     return register

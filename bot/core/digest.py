@@ -619,10 +619,15 @@ async def digest_preview(service: "Service", request: Request) -> Reply:
     return reply
 
 
-@command("digest now", slow=True)
+@command("digest now", slow=True, admin_aware=True)
 async def digest_now(service: "Service", request: Request) -> Reply:
-    """Post this channel's digest now: everything new since its last digest."""
+    """Post this channel's digest now: all that is new since the last one (admins; others get a preview)."""
     target = request.target
+    if not request.actor.is_admin:  # posting marks the documents delivered: the scheduled digest would lose them
+        preview = await digest_preview(service, request)
+        preview.text = "Posting a digest is for admins; nothing was posted. Here is what it would contain.\n" + (
+            preview.text)
+        return preview
     if poster_for(service, target.platform) is None:
         raise UserError(f"Cannot post to {target.platform} from here: that adapter is not running.")
     lease = Lease(service.store, service.clock)
