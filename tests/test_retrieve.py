@@ -68,9 +68,9 @@ def test_large_index_skips_words_in_most_passages(store, monkeypatch):
         store.replace_document(doc, text, passages)
     monkeypatch.setattr(retrieve, "SELECTIVE_FROM", 10)
     retriever = Retriever(store, None, None)
-    assert retriever._selective_terms(["common", "rareword", "absent"]) == ["rareword"]
-    assert retriever._selective_terms(["common", "words"]) in (["common"], ["words"])
-    assert retriever._selective_terms(["common", "words"], keep_one=False) == []
+    assert retriever._selective_terms(["common", "rareword", "absent"]) == (["rareword"], ["common"])
+    assert retriever._selective_terms(["common", "words"]) in ((["common"], ["words"]), (["words"], ["common"]))
+    assert retriever._selective_terms(["common", "words"], keep_one=False) == ([], ["common", "words"])
     hits = retriever.search("common rareword", dense=False)
     assert hits[0].document.path == "doc7.txt"
 
@@ -105,3 +105,24 @@ def test_document_metadata_is_read_once_per_index_generation(store, monkeypatch)
     assert found() == ["new.txt", "old.txt"]
     assert found(documents=[store.document_by_path("old.txt")], since="2025-01-01") == []
     assert len(reads) == 3
+
+
+def test_common_words_still_rank_what_rare_words_select(store, monkeypatch):
+    """On a large index, common words select nothing but keep their part of the BM25 score: the
+    ranking equals a full OR-query's among the passages that contain a rare word."""
+    from bot.core import retrieve
+    from bot.core.ingest import build_document
+    from bot.core.retrieve import Retriever, fts_query
+
+    texts = ["rareword alone here", "rareword with common twice common", "a longer rareword passage with common once",
+             "rareword rareword"] + [f"{'common ' if i % 6 == 0 else ''}filler number{i}" for i in range(60)]
+    for i, text in enumerate(texts):
+        store.replace_document(*build_document(text, path=f"doc{i}.txt"))
+    monkeypatch.setattr(retrieve, "SELECTIVE_FROM", 10)
+    retriever = Retriever(store, None, None)
+    assert retriever._selective_terms(["rareword", "common"]) == (["rareword"], ["common"])
+    selected = {pid for pid, _ in store.bm25(fts_query(["rareword"]), 100)}
+    full = [pid for pid, _ in store.bm25(fts_query(["rareword", "common"]), 100) if pid in selected]
+    rare_only = [pid for pid, _ in store.bm25(fts_query(["rareword"]), 100)]
+    assert full != rare_only  # the common word changes the order
+    assert retriever._bm25("rareword common", None) == full
