@@ -5,6 +5,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import os
 import re
 import threading
 import time
@@ -33,6 +34,7 @@ BACKGROUND_BATCH = 8  # passages per background encoder call: small, so lookups 
 YIELD_S = 2.0  # how long the background embedder lets running lookups finish before its next batch
 ASSUMED_RATE = 5.0  # passages/s the background embedder is assumed to reach before it has measured itself
 QUERY_BATCH = 32  # waiting searches whose queries are encoded together
+BACKGROUND_NICE = 10  # the background embedder's CPU priority (0 normal, 19 lowest)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -74,6 +76,15 @@ def about(seconds: float) -> str:
     if seconds < 3600:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+
+
+def _lower_priority() -> None:
+    """Run the calling thread at a lower CPU priority (Linux keeps one per thread), so that when the
+    cores are contended, lookups get them first; nothing happens where that is not possible."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError) as exc:
+        log.debug("background embedding runs at normal priority: %s", exc)
 
 
 class QueryVectors:
@@ -183,6 +194,7 @@ class BackgroundEmbedder:
             thread.join()
 
     def _run(self) -> None:
+        _lower_priority()
         store = self._main_store.reopen()
         try:
             while True:
