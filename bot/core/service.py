@@ -139,9 +139,9 @@ class BackgroundEmbedder:
     """Fills in the vectors of newly indexed passages on a thread of its own, a small batch at a time.
 
     Indexing makes a document searchable by keywords at once; its passages become searchable by
-    meaning as this catches up. Before each batch it lets running lookups finish (up to YIELD_S),
-    and it uses its own encoder instance and its own share of the threads, so a search never
-    queues behind a large upload. It reads and writes through a connection of its own.
+    meaning as this catches up. Before each batch it lets running lookups finish (up to YIELD_S);
+    it uses its own encoder instance, its own share of the threads and a lower CPU priority, so a
+    search never queues behind a large upload. It reads and writes through a connection of its own.
     """
 
     def __init__(self, store: Store, models: Models, lookups_idle: Callable[[float], bool]):
@@ -195,7 +195,11 @@ class BackgroundEmbedder:
 
     def _run(self) -> None:
         _lower_priority()
-        store = self._main_store.reopen()
+        try:
+            store = self._main_store.reopen()
+        except StoreError as exc:
+            log.warning("background embedding shares the service's database connection: %s", exc)
+            store = self._main_store
         try:
             while True:
                 self._wake.wait()
