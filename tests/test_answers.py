@@ -12,6 +12,7 @@ from tests.answer_eval import evaluate
 ME = Actor("tester", "tester")
 HERE = Target("console", "local", "test")
 INJECTION = "tests/data/injection.md"
+FAQ = "tests/data/faq.md"
 
 
 def ask(service, question, run):
@@ -61,6 +62,19 @@ def test_injected_instructions_are_quoted_as_data(seeded_service, run, tmp_path)
     assert reply.sources[0].title == "Vendor memo about the quarterly offsite"
     assert "IGNORE ALL PREVIOUS INSTRUCTIONS" in reply.sources[0].quote
     assert len(seeded_service.store.documents()) == before
+
+
+def test_faq_answer_is_what_follows_its_question(seeded_service, run, tmp_path):
+    shutil.copy(FAQ, tmp_path / "faq.md")
+    index_paths(seeded_service.store, [tmp_path / "faq.md"])
+    seeded_service.embed_missing()
+    reply = ask(seeded_service, "How do I report a bug in the archive?", run)
+    # the answer goes on with the section, not the heading, and not just its first sentence
+    assert reply.ok and "reportbug" in reply.text and "mails the report" in reply.text, reply.text
+    assert "1.1." not in reply.text and "?" not in reply.text.split("[1]")[0]
+    # a how-many question whose section holds no number is not answered by a numberless sentence
+    reply = ask(seeded_service, "How many mirrors of the archive are there?", run)
+    assert reply.ok and not reply.sources and reply.text.startswith("I found nothing"), reply.text
 
 
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):

@@ -55,6 +55,12 @@ RUNNER_UP_MARGIN = 0.04
 MIN_WORDS = 3
 MAX_EMBEDDED = 24  # candidate sentences embedded per question, chosen by `_lexical_score`
 QUOTE_CHARS = 400
+# In a section whose heading or FAQ question matches the question this well, the answer line goes
+# on with the section's next sentences up to SECTION_ANSWER_CHARS: an FAQ's answer is what follows
+# its question, often over two or three sentences ("Use reportbug. It guides you ...").
+SECTION_MATCH = 0.6
+SECTION_ANSWER_CHARS = 320
+_SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)+\.?\s+")
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
@@ -171,8 +177,12 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     for (rank, hit, context, a, b, section), coverage in zip(spans, coverages):
         phrase, near = _best_phrase(hit, a, b, asked, idf)
         features.append((coverage, phrase, near, 1 - rank / len(hits), section))
+    if asked.needs_phrase:
+        spans, contexts, features = _with_phrase(spans, contexts, features)
     # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded.
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
+    if not keep:
+        return []
     similarities = embed([contexts[i] for i in keep]) @ query
     candidates = []
     for i, similarity in zip(keep, similarities):
@@ -180,6 +190,12 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
                                      hit.document.language != asked.language, rank_share, section))
     return candidates
+
+
+def _with_phrase(spans: list, contexts: list[str], features: list) -> tuple[list, list[str], list]:
+    """Only the candidates holding a phrase of the wanted kind (features[i][1])."""
+    keep = [i for i, feature in enumerate(features) if feature[1] is not None]
+    return [spans[i] for i in keep], [contexts[i] for i in keep], [features[i] for i in keep]
 
 
 def _lexical_score(coverage: float, phrase: tuple[int, int] | None, near: float, rank: float,
@@ -195,8 +211,7 @@ def _restates(sentence: str, title: str, asked: Question) -> bool:
     line = readable(sentence)
     stems, title_stems = _stems(line), _stems(title)
     added = stems - _stems(asked.text)
-    return (line.endswith("?") or sentence.lstrip().startswith("#")
-            or (line[-1:] not in ".!\"'”’)" and len(words(line)) < 16)
+    return (_is_heading(sentence)
             or (len(added) <= 1 and not any(w[0].isdigit() for w in added))
             or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3))
 
@@ -251,16 +266,39 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
 
 def _claim_text(candidate: Candidate) -> str:
     """The sentence as the answer line shows it: fillers trimmed, the sentence before it kept when
-    this one opens with a pronoun that only that sentence explains, and the one after it when this
-    one ends in a colon ("run the command:" and the command)."""
+    this one opens with a pronoun that only that sentence explains, and what `_claim_spans` adds."""
     text = candidate.hit.passage.text
+    spans = _claim_spans(candidate)
     claim = trim_fillers(readable(candidate.sentence))
     if candidate.context < candidate.start and _ANAPHOR.match(claim):
         claim = f"{trim_fillers(readable(text[candidate.context:candidate.start]))} {claim}"
-    following = _following(candidate)
-    if following and (claim.endswith(":") or _is_fragment(text[following[0]:following[1]])):
-        claim = f"{claim} {readable(text[following[0]:following[1]])}"
-    return claim
+    return " ".join([claim] + [readable(text[a:b]) for a, b in spans[1:]])
+
+
+def _claim_spans(candidate: Candidate) -> list[tuple[int, int]]:
+    """The claim sentence and the sentences after it that belong to the answer: a command set on
+    its own line or anything after a colon ("run the command:" and the command), and, inside a
+    section whose heading or FAQ question matches the question, the section's next sentences up to
+    SECTION_ANSWER_CHARS."""
+    text = candidate.hit.passage.text
+    spans = [(candidate.start, candidate.end)]
+    for a, b in sentence_spans(text, candidate.end):
+        claimed = text[spans[0][0]:spans[-1][1]]
+        if claimed.rstrip().endswith(":") or _is_fragment(text[a:b]):
+            spans.append((a, b))
+        elif (candidate.section >= SECTION_MATCH and not _is_heading(text[a:b])
+              and b - spans[0][0] <= SECTION_ANSWER_CHARS):
+            spans.append((a, b))
+        else:
+            break
+    return spans
+
+
+def _is_heading(sentence: str) -> bool:
+    """A question, a markdown heading, a numbered heading or a short line without a full stop."""
+    line = readable(sentence)
+    return (line.endswith("?") or sentence.lstrip().startswith("#") or bool(_SECTION_NUMBER.match(line))
+            or (line[-1:] not in ".!\"'”’)" and len(words(line)) < 16))
 
 
 def _is_fragment(sentence: str) -> bool:
@@ -269,19 +307,13 @@ def _is_fragment(sentence: str) -> bool:
     return len(words(line)) <= 6 and line[-1:] not in ".!?\"'”’)"
 
 
-def _following(candidate: Candidate) -> tuple[int, int] | None:
-    """The span of the sentence after the claim in its passage, if there is one."""
-    return next(((a, b) for a, b in sentence_spans(candidate.hit.passage.text) if a >= candidate.end), None)
-
-
 def _quote(candidate: Candidate) -> str:
-    """The passage text the answer came from, plus the following sentence when it fits in QUOTE_CHARS
-    (always, when the claim ends in a colon)."""
+    """The passage text the answer came from: the sentence before the claim, the claim with what
+    belongs to it, plus the following sentence when it fits in QUOTE_CHARS."""
     text = candidate.hit.passage.text
-    end = candidate.end
-    following = _following(candidate)
-    if following and (following[1] - candidate.context <= QUOTE_CHARS or text[:end].rstrip().endswith(":")
-                      or _is_fragment(text[following[0]:following[1]])):
+    end = _claim_spans(candidate)[-1][1]
+    following = next(((a, b) for a, b in sentence_spans(text, end)), None)
+    if following and following[1] - candidate.context <= QUOTE_CHARS:
         end = following[1]
     return text[candidate.context:end]
 
