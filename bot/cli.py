@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from bot.config import Settings
-from bot.core.commands import COMMANDS, Command
 from bot.core.digest import ConsolePoster
 from bot.core.ingest import IndexReport, index_paths
 from bot.core.models import Actor, Reply, Request, Target, UserError
+from bot.core.registry import Command, load_commands
 from bot.core.service import Service, open_service
 from bot.core.store import StoreError
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument("--no-index", action="store_true", help="open the console without indexing first")
     sub.add_parser("run", help="Run the configured chat adapters and the digest scheduler.")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for cmd in COMMANDS.values():
+    for cmd in load_commands().values():
         if cmd.group:
             if cmd.group not in groups:
                 group = sub.add_parser(cmd.group, help=f"{cmd.group} commands")
@@ -88,7 +88,7 @@ def index_and_embed(service: Service, paths: Sequence[str], embed: bool = True) 
 
 
 def run_registry_command(service: Service, args: argparse.Namespace) -> int:
-    cmd = COMMANDS[args.registry_command]
+    cmd = service.commands[args.registry_command]
     values = {}
     for param in cmd.params:
         value = getattr(args, param.name, None)

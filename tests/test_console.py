@@ -5,8 +5,11 @@ import io
 import pytest
 
 from bot.adapters.console import run_console, to_request
-from bot.core.commands import COMMANDS, parse_command_line
 from bot.core.models import UserError
+from bot.core.registry import load_commands
+
+COMMANDS = load_commands()
+parse_command_line = COMMANDS.parse
 
 
 def script(service, *lines: str) -> str:
@@ -39,8 +42,8 @@ def test_command_line_parsing():
     assert parse_command_line('/search "NEAR(a b)" AND') == ("search", {"query": "NEAR(a b) AND"})
     assert parse_command_line("/search 'unbalanced") == ("search", {"query": "'unbalanced"})
     assert parse_command_line("/summary What Ilya Saw") == ("summary", {"document": "What Ilya Saw"})
-    assert to_request("@digestbot  what is new?").args == {"question": "what is new?"}
-    assert to_request("   ") is None
+    assert to_request("@digestbot  what is new?", COMMANDS).args == {"question": "what is new?"}
+    assert to_request("   ", COMMANDS) is None
     with pytest.raises(UserError):
         parse_command_line("/sources extra words")
 

@@ -22,14 +22,16 @@ from aiohttp import web
 
 from bot.adapters import discord_bot
 from bot.config import Settings
-from bot.core.commands import COMMANDS
 from bot.core.digest import load_run, load_runs, run_due
 from bot.core.models import Actor, DigestItem, PostError, Reply, Request, Target
+from bot.core.registry import load_commands
 from bot.core.service import Service
 from bot.core.store import Store
 from summarizer import Models
 from tests.fake_discord import MANAGE_GUILD, MEMBER_PERMISSIONS, TOKEN, Call, FakeDiscord
 from tests.test_digest import Clock, add_doc
+
+COMMANDS = load_commands()
 
 EPHEMERAL = 1 << 6
 SUPPRESS_EMBEDS = 1 << 2

@@ -4,7 +4,9 @@ import re
 from pathlib import Path
 
 from bot.config import Settings
-from bot.core.commands import COMMANDS
+from bot.core.registry import load_commands
+
+COMMANDS = load_commands()
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from bot.adapters import render_discord, render_slack
 from bot.adapters.console import respond
 from bot.adapters.render_console import to_text
-from bot.core.commands import COMMANDS
 from bot.core.ingest import build_document, index_paths
 from bot.core.models import Actor, DigestItem, Reply, Request, Source, Target
+from bot.core.registry import load_commands
 from bot.core.service import Service
 from bot.core.store import Store
 from tests.fake_discord import FakeDiscord
@@ -31,6 +31,8 @@ from tests.test_discord import discord_settings, embed_text, pings_nobody, runni
 from tests.test_render_discord import assert_inert
 from tests.test_render_slack import assert_no_mentions
 from tests.test_slack import http_bot, responses, send_command, send_event, slack, wait_responses  # noqa: F401
+
+COMMANDS = load_commands()
 
 MENTIONS = ["@everyone", "@here", "@channel", "<@123>", "<@!42>", "<@&1>", "<#5>", "<!here>", "<!channel>",
             "<!everyone>", "<!subteam^S1>", "<!subteam^S1|@team>", f"<@{BOT_USER_ID}>", "<t:1700000000:R>",

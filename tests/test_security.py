@@ -23,9 +23,9 @@ from bot.adapters.runner import RedactSecrets, install_log_redaction
 from bot.adapters.slack_app import SHARE_ACTION, SlackAdapter
 from bot.cli import main as cli_main
 from bot.config import Settings
-from bot.core.commands import COMMANDS
 from bot.core.digest import schedule_for
 from bot.core.models import Actor, Request, Target
+from bot.core.registry import load_commands
 from tests.fake_slack import (
     BOT_USER_ID, HOST, TEAM_ID, FakeSlack, app_mention, block_action, event_callback, form_body, interactive_body,
     post_signed, sign, slash_command, user,
@@ -36,6 +36,8 @@ from tests.test_hostile import fingerprint
 from tests.test_slack import (  # noqa: F401 - fixtures
     FORM, SECRET, block_texts, events_url, http_bot, responses, send_command, slack, wait_responses,
 )
+
+COMMANDS = load_commands()
 
 MEMBER = "U0MEMBER"
 ADMIN = Actor("U0ADMIN", "Ada", is_admin=True)

@@ -20,8 +20,8 @@ from aiohttp import ClientSession, web
 from bot.adapters import slack_app
 from bot.adapters.render_slack import render
 from bot.adapters.slack_app import SHARE_ACTION, ChannelPacer, SlackAdapter
-from bot.core.commands import COMMANDS
 from bot.core.models import Actor, PostError, Reply, Request, Target
+from bot.core.registry import load_commands
 from bot.core.service import Service
 from bot.core.store import Store
 from summarizer import Models, Summary
@@ -41,6 +41,8 @@ from tests.fake_slack import (
     slash_command,
     user,
 )
+
+COMMANDS = load_commands()
 
 SECRET = "signing-secret-for-tests"
 RATE_LIMITED = {"ok": False, "error": "ratelimited"}

@@ -8,8 +8,8 @@ from typing import TextIO
 from rich.console import Console
 
 from bot.adapters.render_console import to_rich, to_text
-from bot.core.commands import parse_command_line
 from bot.core.models import Actor, Reply, Request, Target, UserError
+from bot.core.registry import Registry
 from bot.core.service import Service
 
 PROMPT = "digestbot> "
@@ -18,7 +18,7 @@ CONSOLE_TARGET = Target("console", "local", "console")
 LOCAL_ADMIN = Actor("console", "local user", is_admin=True)
 
 
-def to_request(line: str, target: Target = CONSOLE_TARGET) -> Request | None:
+def to_request(line: str, commands: Registry, target: Target = CONSOLE_TARGET) -> Request | None:
     """A typed line -> Request: `/command args` or `@digestbot question`; blank lines -> None."""
     line = line.strip()
     if not line:
@@ -27,13 +27,13 @@ def to_request(line: str, target: Target = CONSOLE_TARGET) -> Request | None:
         return Request("ask", {"question": line[len(MENTION):].strip()}, LOCAL_ADMIN, target)
     if not line.startswith("/"):
         raise UserError("Type /help for commands, or @digestbot followed by a question.")
-    name, args = parse_command_line(line)
+    name, args = commands.parse(line)
     return Request(name, args, LOCAL_ADMIN, target)
 
 
 async def respond(service: Service, line: str) -> Reply | None:
     try:
-        request = to_request(line)
+        request = to_request(line, service.commands)
     except UserError as exc:
         return Reply(str(exc), ok=False, title="Sorry")
     return await service.handle(request) if request else None

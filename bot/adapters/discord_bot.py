@@ -23,9 +23,9 @@ from discord.http import Route
 
 from bot.adapters.render_discord import DiscordMessage, choice_name, one_line, render, render_quote, run_key_of
 from bot.config import Settings
-from bot.core.commands import COMMANDS, GROUPS, Command
 from bot.core.fetch import MAX_BYTES, add_bytes, check_add_allowed
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.registry import GROUPS, Command
 from bot.core.service import Service
 
 log = logging.getLogger(__name__)
@@ -206,13 +206,13 @@ class _DigestBot:
         under Server Settings > Integrations); the core still checks each admin command itself.
         """
         groups: dict[str, app_commands.Group] = {}
-        for name in dict.fromkeys(c.group for c in COMMANDS.values() if c.group):
-            members = [c for c in COMMANDS.values() if c.group == name]
+        for name in dict.fromkeys(c.group for c in self.service.commands.values() if c.group):
+            members = [c for c in self.service.commands.values() if c.group == name]
             admin = any(c.admin for c in members)
             groups[name] = app_commands.Group(
                 name=name, description=one_line(GROUPS[name], DESCRIPTION_LIMIT),
                 guild_only=admin, default_permissions=discord.Permissions(manage_guild=True) if admin else None)
-        top = [self._slash_command(cmd, groups.get(cmd.group or "")) for cmd in COMMANDS.values()]
+        top = [self._slash_command(cmd, groups.get(cmd.group or "")) for cmd in self.service.commands.values()]
         return [slash for slash in top if slash.parent is None] + list(groups.values())
 
     def _slash_command(self, cmd: Command, group: app_commands.Group | None) -> app_commands.Command:

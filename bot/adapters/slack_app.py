@@ -39,9 +39,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, render
 from bot.config import Settings
-from bot.core.commands import COMMANDS, parse_command_line
 from bot.core.fetch import MAX_BYTES, TIMEOUT_S, add_bytes, check_add_allowed
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.registry import Registry
 from bot.core.service import Service
 
 log = logging.getLogger(__name__)
@@ -207,9 +207,9 @@ def build_app(settings: Settings) -> AsyncApp:
                     oauth_settings=oauth)
 
 
-def _parse(text: str) -> tuple[str, dict[str, str]]:
+def _parse(commands: Registry, text: str) -> tuple[str, dict[str, str]]:
     """`/digestbot` text -> (command name, args); an empty text asks for help."""
-    return parse_command_line(plain_text(text) or "help")
+    return commands.parse(plain_text(text) or "help")
 
 
 class SlackAdapter:
@@ -292,21 +292,21 @@ class SlackAdapter:
     # -- slash command ---------------------------------------------------------------------------
     async def _ack_command(self, ack, command) -> None:
         try:
-            name, _ = _parse(command.get("text", ""))
+            name, _ = _parse(self.service.commands, command.get("text", ""))
         except UserError as exc:
             await ack(text=escape(str(exc)))
             return
-        if COMMANDS[name].slow:
+        if self.service.commands[name].slow:
             await ack("_Working on it…_")
         else:
             await ack()
 
     async def _run_command(self, command, client, respond) -> None:
         try:
-            name, args = _parse(command.get("text", ""))
+            name, args = _parse(self.service.commands, command.get("text", ""))
         except UserError:
             return  # already answered by the ack
-        cmd = COMMANDS[name]
+        cmd = self.service.commands[name]
         # users.info is asked only when the answer matters: admin and admin-aware commands, and /add under
         # DIGESTBOT_ADD=admins
         needs_admin = cmd.admin or cmd.admin_aware or (cmd.name == "add" and self.settings.add_policy != "everyone")
@@ -346,7 +346,7 @@ class SlackAdapter:
     async def _share(self, body, action, respond) -> None:
         """Run the lookup again for the person who pressed the button and post it in the channel."""
         value = json.loads(action["value"])
-        cmd = COMMANDS.get(value.get("c", ""))
+        cmd = self.service.commands.get(value.get("c", ""))
         if cmd is None or cmd.admin:
             return
         who = body["user"]

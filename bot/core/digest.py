@@ -38,8 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import sqlite_utils
 
-from bot.core.commands import Param, command
 from bot.core.models import DigestItem, Document, PostError, Reply, Request, Target, UserError
+from bot.core.registry import Param, command
 from bot.core.store import Store, migrations
 
 if TYPE_CHECKING:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import sqlite_utils
 
-from bot.core.commands import Param, command
-from bot.core import fetch as web  # the module, not its names: fetch imports commands, which imports feeds
+from bot.core import fetch as web
 from bot.core.ingest import html_to_text
 from bot.core.models import Document, Reply, Request, UserError
+from bot.core.registry import Param, command
 from bot.core.store import Store, migrations
 
 if TYPE_CHECKING:

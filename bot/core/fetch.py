@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from bot.core.commands import Param, command
 from bot.core.ingest import MAX_DOCUMENT_CHARS, build_document, html_to_text, too_long
 from bot.core.models import Actor, Document, Reply, Request, Source, UserError
+from bot.core.registry import Param, command
 
 if TYPE_CHECKING:
     from bot.core.service import Service

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from bot.config import Settings
-from bot.core import commands
 from bot.core.answer import Answer, answer_question
+from bot.core.feeds import feed_status
 from bot.core.ingest import content_hash
 from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserError
+from bot.core.registry import Registry, load_commands
 from bot.core.retrieve import Retriever, clean_query, parse_since
 from bot.core.store import Store, StoreError
 from summarizer import Models, Summary, use_threads
@@ -247,8 +248,9 @@ class BackgroundEmbedder:
 
 class Service:
     def __init__(self, settings: Settings, store: Store, models: Models,
-                 clock: Callable[[], dt.datetime] = utc_now):
+                 clock: Callable[[], dt.datetime] = utc_now, commands: Registry | None = None):
         self.settings = settings
+        self.commands = commands if commands is not None else load_commands()
         self.store = store
         self.models = models
         self.clock = clock
@@ -301,7 +303,7 @@ class Service:
         """Run a command; bad input and failures become a short Reply(ok=False), never an exception."""
         request = _without_lone_surrogates(request)
         try:
-            cmd = commands.validate(request)
+            cmd = self.commands.validate(request)
             return await cmd.handler(self, request)
         except UserError as exc:
             return Reply(str(exc), ok=False, title="Sorry")
@@ -453,8 +455,6 @@ class Service:
         return self.store.first_delivery(key)
 
     def status(self) -> dict[str, Any]:
-        from bot.core.feeds import feed_status
-
         waiting = self.embedding_backlog()
         status = {
             "documents": len(self.store.documents()),
