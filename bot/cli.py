@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.config import Settings
-from bot.core.digest import ConsolePoster
+from bot.adapters.console import ConsolePoster
 from bot.core.ingest import IndexReport, index_paths
 from bot.core.models import Actor, Reply, Request, Target, UserError
 from bot.core.registry import Command, load_commands

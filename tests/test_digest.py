@@ -22,7 +22,10 @@ import pytest
 
 from bot.cli import main as cli_main
 from bot.config import Settings
-from bot.core.digest import ConsolePoster, brief, load_run, load_runs, parse_days, parse_time, parse_timezone, run_due
+from bot.adapters.console import ConsolePoster
+from bot.core.digest_outbox import run_due
+from bot.core.digest_post import brief
+from bot.core.digest_rules import parse_days, parse_time, parse_timezone
 from bot.core.ingest import build_document
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.service import Service
@@ -306,7 +309,7 @@ async def test_post_errors_are_recorded_retried_and_shown(make_service, clock, p
     await run_due(service)
     [post] = platform.messages()
     assert post["docs"] == [second, first] and "covers **2 days**" in post["text"]
-    run = load_run(service.store, post["run"])
+    run = service.store.schedules.run(post["run"])
     assert run.status == "posted" and run.message_ref == "m1"
 
 
@@ -315,11 +318,11 @@ async def test_a_member_gets_the_preview_and_the_scheduled_digest_keeps_its_docu
     service = make_service()
     await handle(service, "digest schedule", time="09:00", timezone="Europe/Berlin")
     docs = [add_doc(service, "alpha", "2024-03-01"), add_doc(service, "beta", "2024-03-02")]
-    runs_before = load_runs(service.store, "1 = 1", [])
+    runs_before = service.store.schedules.runs()
     member = await handle(service, "digest now", MEMBER)
     assert member.ok and "admins" in member.text and "nothing was posted" in member.text.lower()
     assert sorted(i["doc_id"] for i in member.data["items"]) == sorted(docs)  # the preview shows what is pending
-    assert platform.messages() == [] and load_runs(service.store, "1 = 1", []) == runs_before
+    assert platform.messages() == [] and service.store.schedules.runs() == runs_before
     clock.now = berlin(2024, 3, 25, 9, 0)
     [outcome] = await run_due(service)
     assert outcome.status == "posted" and sorted(platform.messages()[0]["docs"]) == sorted(docs)
@@ -369,7 +372,7 @@ async def test_crash_before_or_after_posting(make_service, settings, clock, tmp_
     docs = [add_doc(service, "alpha"), add_doc(service, "beta")]
     child = spawn(settings, platform, berlin(2024, 3, 25, 9, 0, 10), crash)
     assert child.wait(timeout=60) == CRASH_EXIT
-    [run] = load_runs(service.store, "1", [])
+    [run] = service.store.schedules.runs()
     assert run.status == "pending" and sorted(run.doc_ids) == sorted(docs)
     assert len(platform.messages()) == (1 if crash == "after" else 0)
 
@@ -377,10 +380,10 @@ async def test_crash_before_or_after_posting(make_service, settings, clock, tmp_
     clock.now = berlin(2024, 3, 25, 9, 2)
     restarted = make_service(platform)
     assert await run_due(restarted) == []  # the dead process's lease has not expired yet
-    assert load_run(restarted.store, run.key).status == "pending"
+    assert restarted.store.schedules.run(run.key).status == "pending"
     clock.now = berlin(2024, 3, 25, 9, 6)
     await run_due(restarted)
-    settled = load_run(restarted.store, run.key)
+    settled = restarted.store.schedules.run(run.key)
     posts = platform.messages()
     if searchable:  # asked the platform: posted exactly once either way
         assert settled.status == "posted" and [m["run"] for m in posts] == [run.key]

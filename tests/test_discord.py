@@ -22,7 +22,7 @@ from aiohttp import web
 
 from bot.adapters import discord_bot
 from bot.config import Settings
-from bot.core.digest import load_run, load_runs, run_due
+from bot.core.digest_outbox import run_due
 from bot.core.models import Actor, DigestItem, PostError, Reply, Request, Target
 from bot.core.registry import load_commands
 from bot.core.service import Service
@@ -241,7 +241,7 @@ async def test_digest_now_posts_to_the_channel_and_failures_show_in_digest_statu
 async def test_scheduled_digest_waits_out_a_long_rate_limit_and_reports_it(seeded_db, settings: Settings,
                                                                            models: Models, fake: FakeDiscord):
     """A 429 longer than discord.py waits itself: the run is retried after Retry-After, shown meanwhile."""
-    from bot.core.digest import run_due
+    from bot.core.digest_outbox import run_due
 
     now = [dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)]
     shutil.copy(seeded_db, settings.db_path)
@@ -356,7 +356,7 @@ async def test_votes_on_an_answer_are_recorded_in_sqlite(bot: FakeDiscord, seede
         await bot.dispatch("INTERACTION_CREATE", click)
         callback = await bot.wait_for("POST", callback_path(bot, click))
         assert callback.json["type"] == 4 and callback.json["data"]["flags"] & EPHEMERAL
-    assert seeded_service.store.feedback_totals(up.removeprefix("dgb:vote:up:")) == (2, 1)
+    assert seeded_service.store.chat.feedback_totals(up.removeprefix("dgb:vote:up:")) == (2, 1)
 
 
 async def test_show_source_button_still_works_after_a_restart(seeded_service: Service, settings: Settings,
@@ -553,7 +553,7 @@ async def test_a_digest_interrupted_by_a_crash_is_posted_exactly_once(settings: 
             clock.now = dt.datetime(2024, 5, 1, 9, 1, tzinfo=dt.timezone.utc)
             with pytest.raises(Crash):
                 await run_due(crashed)
-        [run] = load_runs(crashed.store, "1", [])
+        [run] = crashed.store.schedules.runs()
         assert run.status == "pending" and sorted(run.doc_ids) == sorted(docs)
     finally:
         crashed.close()
@@ -568,7 +568,7 @@ async def test_a_digest_interrupted_by_a_crash_is_posted_exactly_once(settings: 
             [digest] = bot_messages()  # posted exactly once, whichever side of the post the crash was
             assert digest["embeds"][0]["footer"]["text"] == f"digest {run.key}"
             assert all(name.title() in digest["embeds"][0]["description"] for name in ("alpha", "beta"))
-            settled = load_run(restarted.store, run.key)
+            settled = restarted.store.schedules.run(run.key)
             assert settled.status == "posted" and settled.message_ref.endswith(f"/{fake.channel_id}/{digest['id']}")
 
             clock.now += dt.timedelta(days=1)  # the next day: those documents are not posted again

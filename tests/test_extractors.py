@@ -17,9 +17,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pypdf import PdfReader, PdfWriter
 
+from bot.core.extract import extract, html_to_text
 from bot.core.feeds import parse_feed
-from bot.core.fetch import Fetched, extract
-from bot.core.ingest import html_to_text, index_paths
+from bot.core.fetch import Fetched
+from bot.core.ingest import index_paths
 from tests.local_web import make_pdf
 
 ROOT = Path(__file__).resolve().parent.parent

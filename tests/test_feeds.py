@@ -11,8 +11,9 @@ import pytest
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.adapters.console import ConsolePoster
 from bot.core import feeds
-from bot.core.feeds import add_feed_job, feed_status, list_feeds, poll_feeds
+from bot.core.feeds import add_feed_job, feed_status, poll_feeds
 from bot.core.fetch import add_bytes
 from bot.core.models import Actor, Request, Target
 from bot.core.watch import watch_folders
@@ -78,7 +79,7 @@ async def test_feed_commands_are_for_admins(service, web_server):
     for command, args in (("feed add", {"url": url}), ("feed list", {}), ("feed remove", {"feed": "1"})):
         reply = await run(service, command, MEMBER, **args)
         assert not reply.ok and "admins only" in reply.text
-    assert web_server.requests == [] and list_feeds(service.store) == []
+    assert web_server.requests == [] and service.store.feeds.feeds() == []
 
 
 async def test_add_list_remove(service, web_server):
@@ -106,7 +107,7 @@ async def test_add_list_remove(service, web_server):
 
     removed = await run(service, "feed remove", feed=url)
     assert removed.ok and "the 2 documents it added stay indexed" in removed.text
-    assert list_feeds(service.store) == [] and len(service.store.documents()) == 2
+    assert service.store.feeds.feeds() == [] and len(service.store.documents()) == 2
     assert feed_status(service.store) == {}
 
 
@@ -196,7 +197,7 @@ async def test_a_long_backlog_is_indexed_over_several_polls(service, web_server,
     [result] = await poll_feeds(service)
     assert (result.added, result.waiting) == (1, 0) and len(service.store.documents()) == 2
     assert "If-None-Match" not in web_server.hits("/feed.xml")[-1].headers  # the backlog needed the full feed
-    assert list_feeds(service.store)[0].etag == '"v1"'
+    assert service.store.feeds.feeds()[0].etag == '"v1"'
 
 
 async def test_failed_polls_are_counted_and_shown_in_status(service, web_server):
@@ -214,7 +215,7 @@ async def test_failed_polls_are_counted_and_shown_in_status(service, web_server)
 
     web_server.page("/feed.xml", "<html><body>not a feed</body></html>")
     [result] = await poll_feeds(service)
-    assert "not an RSS or Atom feed" in result.error and list_feeds(service.store)[0].error_count == 3
+    assert "not an RSS or Atom feed" in result.error and service.store.feeds.feeds()[0].error_count == 3
 
     web_server.page("/feed.xml", rss([]), content_type="application/rss+xml")
     [result] = await poll_feeds(service)
@@ -228,7 +229,7 @@ async def test_things_that_are_not_feeds_are_refused(service, web_server):
                           ("ftp://127.0.0.1/feed.xml", "Only http and https")):
         reply = await run(service, "feed add", url=url)
         assert not reply.ok and expected in reply.text and "\n" not in reply.text
-    assert list_feeds(service.store) == [] and service.store.documents() == []
+    assert service.store.feeds.feeds() == [] and service.store.documents() == []
 
 
 async def test_the_scheduler_job_polls_feeds(service, web_server):
@@ -256,6 +257,7 @@ async def test_the_scheduler_job_polls_feeds(service, web_server):
 async def test_the_digest_picks_up_documents_added_by_each_path(service, web_server, tmp_path, capsys):
     """URL, attachment, feed and watched folder: each new document is in the channel's next digest."""
     channel = Target("console", "local", "garden")
+    service.register_poster("console", ConsolePoster())  # the digest prints on stdout
     folder = tmp_path / "watched"
     folder.mkdir()
     ready = asyncio.Event()

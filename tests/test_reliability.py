@@ -28,10 +28,10 @@ import sqlite_utils
 from aiohttp import web
 
 from bot import cli
-from bot.adapters.console import respond
+from bot.adapters.console import ConsolePoster, respond
 from bot.adapters.slack_app import SlackPoster, build_app
 from bot.config import Settings
-from bot.core.digest import last_run, load_run, load_runs, run_due, schedule_for
+from bot.core.digest_outbox import run_due
 from bot.core.ingest import build_document, read_file
 from bot.core.models import Actor, Request, Target
 from bot.core.schedule import DigestScheduler, job_id
@@ -213,7 +213,7 @@ async def test_kill_9_around_a_slack_digest_post_leaves_exactly_one_post(setting
                     child.kill()
                 await asyncio.wait_for(exited, 30)
             assert child.returncode == -signal.SIGKILL
-            [run] = load_runs(service.store, "status = ?", ["pending"])
+            [run] = service.store.schedules.runs("pending")
             assert sorted(run.doc_ids) == docs
             assert len(slack.messages) == (1 if crash == "after" else 0)
 
@@ -222,7 +222,7 @@ async def test_kill_9_around_a_slack_digest_post_leaves_exactly_one_post(setting
             restarted.register_poster("slack", SlackPoster(build_app(config)))
             await run_due(restarted)  # asks Slack's history whether the run's message is there
             [message] = slack.messages
-            settled = load_run(restarted.store, run.key)
+            settled = restarted.store.schedules.run(run.key)
             assert message["metadata"]["event_payload"]["run"] == run.key
             assert settled.status == "posted" and settled.message_ref == message["ts"]
             clock.now = berlin(2024, 3, 26, 9, 0)
@@ -282,6 +282,7 @@ async def test_read_only_database_refuses_writes_in_one_line_and_still_answers_l
                            isolation_level=None)
     service = Service(dataclasses.replace(settings, allow_private_urls=True), Store(sqlite_utils.Database(conn)),
                       models)
+    service.register_poster("console", ConsolePoster())
     try:
         url = web_server.page("/tides.txt", long_text(), content_type="text/plain; charset=utf-8")
         before = fingerprint(service.store)
@@ -345,7 +346,7 @@ async def test_scheduled_slack_digest_waits_out_short_and_hands_back_long_retry_
         clock.now += dt.timedelta(seconds=61)
         [outcome] = await run_due(service)
         assert outcome.status == "posted"
-        runs = [load_run(service.store, m["metadata"]["event_payload"]["run"]) for m in slack.messages]
+        runs = [service.store.schedules.run(m["metadata"]["event_payload"]["run"]) for m in slack.messages]
         assert [run.doc_ids for run in runs] == [[first], [second]]  # each document posted once
 
 
@@ -384,7 +385,7 @@ async def test_digest_due_while_the_gateway_is_down_is_posted_once_and_the_sessi
                 await fake.kill_session()
                 await asyncio.wait_for(fake.resuming.wait(), 15)  # the bot is reconnecting, not resumed
                 clock.now = dt.datetime(2024, 5, 1, 9, 0, 1, tzinfo=UTC)
-                job = scheduler.scheduler.get_job(job_id(schedule_for(service.store, target).id))
+                job = scheduler.scheduler.get_job(job_id(service.store.schedules.schedule_for(target).id))
                 job.modify(next_run_time=dt.datetime.now(UTC))  # the 09:00 job fires now
                 await fake.wait_for("POST", messages, timeout=15)
                 assert fake.resumes == []  # posted while the gateway was still down
@@ -395,5 +396,5 @@ async def test_digest_due_while_the_gateway_is_down_is_posted_once_and_the_sessi
                 scheduler.shutdown()
         assert fake.resumes[0]["session_id"] == session and len(fake.identifies) == 1
         assert len(fake.calls_to("POST", messages)) == 1
-        run = last_run(service.store, target)
+        run = service.store.schedules.last_run(target)
         assert run.status == "posted" and run.doc_ids == [doc]

@@ -8,7 +8,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.core import schedule as schedule_module
-from bot.core.digest import Schedule, fire_times, parse_days, schedule_for
+from bot.core.digest_rules import Schedule, fire_times, parse_days
 from bot.core.models import Target
 from bot.core.schedule import MISFIRE_GRACE, SYNC_JOB, DigestScheduler, job_id, trigger_for
 from tests.test_digest import BERLIN, TEAM, UTC, add_doc, berlin, handle
@@ -68,15 +68,15 @@ async def test_jobs_are_rebuilt_from_the_table_with_stable_ids(make_service, clo
     service = make_service()
     await handle(service, "digest schedule", time="09:00", timezone="Europe/Berlin", days="weekdays")
     await handle(service, "digest schedule", time="18:30", timezone="America/New_York", target=OTHER)
-    ids = [job_id(schedule_for(service.store, t).id) for t in (TEAM, OTHER)]
+    ids = [job_id(service.store.schedules.schedule_for(t).id) for t in (TEAM, OTHER)]
     first = DigestScheduler(service)
     await first.start()
     try:
         jobs = {job.id: job for job in first.scheduler.get_jobs()}
         assert set(jobs) == {*ids, SYNC_JOB}
         team = jobs[ids[0]]
-        assert str(team.trigger) == str(trigger_for(schedule_for(service.store, TEAM)))
-        assert team.trigger.timezone == BERLIN and team.args[1] == schedule_for(service.store, TEAM).id
+        assert str(team.trigger) == str(trigger_for(service.store.schedules.schedule_for(TEAM)))
+        assert team.trigger.timezone == BERLIN and team.args[1] == service.store.schedules.schedule_for(TEAM).id
         assert team.coalesce and team.misfire_grace_time == MISFIRE_GRACE >= 3600 and team.max_instances == 1
 
         # changes made elsewhere (the CLI is another process) reach the jobs at the next sync
@@ -127,7 +127,7 @@ async def test_a_cron_job_firing_posts_the_digest(make_service, clock, platform)
     try:
         doc = add_doc(service, "alpha")
         clock.now = berlin(2024, 3, 25, 9, 0, 1)
-        job = scheduler.scheduler.get_job(job_id(schedule_for(service.store, TEAM).id))
+        job = scheduler.scheduler.get_job(job_id(service.store.schedules.schedule_for(TEAM).id))
         job.modify(next_run_time=dt.datetime.now(UTC))  # wake it now instead of waiting for 09:00
         await asyncio.wait_for(platform.posted.wait(), timeout=10)
     finally:

@@ -23,7 +23,6 @@ from bot.adapters.runner import RedactSecrets, install_log_redaction
 from bot.adapters.slack_app import SHARE_ACTION, SlackAdapter
 from bot.cli import main as cli_main
 from bot.config import Settings
-from bot.core.digest import schedule_for
 from bot.core.models import Actor, Request, Target
 from bot.core.registry import load_commands
 from tests.fake_slack import (
@@ -102,14 +101,14 @@ async def test_admin_commands_are_refused_to_members_and_change_nothing(service,
     for name, args in (("digest schedule", {"time": "09:00"}), ("feed add", {"url": first_feed})):
         assert (await service.handle(Request(name, args, ADMIN, target))).ok
     requests_before, before = len(web_server.requests), fingerprint(service.store)
-    schedule = schedule_for(service.store, target)
+    schedule = service.store.schedules.schedule_for(target)
 
     member = Actor("m1", "Mallory", is_admin=False)
     for name, args in ADMIN_REQUESTS.items():
         args = {k: v.format(second_feed=second_feed) for k, v in args.items()}
         refused = await service.handle(Request(name, args, member, target))
         assert not refused.ok and "admins only" in refused.text and "\n" not in refused.text, name
-    assert fingerprint(service.store) == before and schedule_for(service.store, target) == schedule
+    assert fingerprint(service.store) == before and service.store.schedules.schedule_for(target) == schedule
     assert len(web_server.requests) == requests_before  # `feed add` fetched nothing for a member
 
     for name, args in ADMIN_REQUESTS.items():  # the very same requests, from an admin
@@ -147,7 +146,7 @@ async def test_a_crafted_share_button_cannot_run_an_admin_command(http_bot, slac
         assert status == 200
     await wait_responses(slack, "genuine", 2)  # shared in the channel, then the ephemeral removed
     assert responses(slack, "crafted") == []
-    assert fingerprint(seeded_service.store) == before and not schedule_for(seeded_service.store, CHANNEL).paused
+    assert fingerprint(seeded_service.store) == before and not seeded_service.store.schedules.schedule_for(CHANNEL).paused
 
 
 # -- tokens never reach the logs ------------------------------------------------------------------------

@@ -18,6 +18,19 @@ CONSOLE_TARGET = Target("console", "local", "console")
 LOCAL_ADMIN = Actor("console", "local user", is_admin=True)
 
 
+class ConsolePoster:
+    """Posts digests to `console:NAME` targets by printing them (stdout unless a stream is given)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream
+
+    async def post(self, target: Target, reply: Reply) -> str:
+        stream = self.stream or sys.stdout
+        stream.write(f"--- digest for {target.key} ---\n{to_text(reply)}\n\n")
+        stream.flush()
+        return f"{target.key}#{(reply.data or {}).get('run', '')}"
+
+
 def to_request(line: str, commands: Registry, target: Target = CONSOLE_TARGET) -> Request | None:
     """A typed line -> Request: `/command args` or `@digestbot question`; blank lines -> None."""
     line = line.strip()
@@ -40,7 +53,9 @@ async def respond(service: Service, line: str) -> Reply | None:
 
 
 async def run_console(service: Service, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
-    """Interactive with a spinner on a terminal; line by line, plain text, when piped."""
+    """Interactive with a spinner on a terminal; line by line, plain text, when piped. Digests for
+    console targets print here too."""
+    service.register_poster("console", ConsolePoster(stdout))
     interactive = stdin.isatty()
     console = Console(file=stdout, highlight=False, soft_wrap=not interactive)
     if interactive:

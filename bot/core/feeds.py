@@ -23,7 +23,7 @@ import httpx
 import sqlite_utils
 
 from bot.core import fetch as web
-from bot.core.ingest import html_to_text
+from bot.core.extract import html_to_text, same_site
 from bot.core.models import Document, Reply, Request, UserError
 from bot.core.registry import Param, command
 from bot.core.store import Store, migrations
@@ -229,7 +229,7 @@ def _index_entry_text(service: "Service", feed: Feed, entry: Any, identity: str,
                                  [link, link, key]).fetchone()
         if taken:
             return web.Added(store.document(taken[0]), 0, "kept")
-    shown = link if link and web.same_site(link, feed.url) else key
+    shown = link if link and same_site(link, feed.url) else key
     added = web.index_extracted(service, web.Extracted(text), link=key, url=shown, title=title,
                                 published=published, may_update=functools.partial(_owns, store, feed.id))
     return _claimed(store, feed.id, added)

@@ -1,4 +1,4 @@
-"""Adding documents by URL or upload: safe fetching, text + metadata extraction, and the `add` command.
+"""Adding documents by URL or upload: safe fetching, indexing what bot.core.extract reads, and the `add` command.
 
 Fetching only goes to http(s) hosts whose every address is public (unless
 `DIGESTBOT_ALLOW_PRIVATE_URLS`), re-checked on each redirect hop, and connects to the very address
@@ -9,21 +9,18 @@ deflate at most, decoded here in bounded steps), and the whole exchange runs und
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import io
 import ipaddress
 import re
 import socket
-import unicodedata
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import httpx
 
-from bot.core.ingest import MAX_DOCUMENT_CHARS, build_document, html_to_text, too_long
+from bot.core.extract import Extracted, FetchError, extract
+from bot.core.ingest import build_document
 from bot.core.models import Actor, Document, Reply, Request, Source, UserError
 from bot.core.registry import Param, command
 
@@ -37,18 +34,8 @@ USER_AGENT = "digestbot/0.1 (document indexer)"
 ACCEPT_ENCODING = "gzip, deflate"  # what _read_limited decodes itself
 ACCEPT_DOCUMENTS = "text/html, application/xhtml+xml, application/pdf, text/markdown, text/plain;q=0.9"
 
-HTML_TYPES = {"text/html", "application/xhtml+xml"}
-TEXT_TYPES = {"text/plain", "text/markdown", "text/x-markdown"}
-PDF_TYPES = {"application/pdf", "application/x-pdf"}
-UNTYPED = {"", "application/octet-stream", "binary/octet-stream"}
-SUFFIX_KINDS = {".html": "html", ".htm": "html", ".md": "text", ".markdown": "text", ".txt": "text",
-                ".pdf": "pdf"}
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.I)
-
-
-class FetchError(UserError):
-    """A URL could not be fetched or read: the message is the one-line reply."""
 
 
 @dataclass(frozen=True)
@@ -60,15 +47,6 @@ class Fetched:
     data: bytes
     etag: str | None = None
     last_modified: str | None = None
-
-
-@dataclass(frozen=True)
-class Extracted:
-    text: str
-    title: str | None = None
-    author: str | None = None
-    published: str | None = None  # YYYY-MM-DD
-    url: str | None = None  # the canonical URL the content names for itself
 
 
 @dataclass(frozen=True)
@@ -249,114 +227,6 @@ async def fetch(url: str, *, allow_private: bool, headers: dict[str, str] | None
         raise FetchError(f"Cannot connect to {host_label(url)}; not indexed.") from exc
     except httpx.HTTPError as exc:
         raise FetchError(f"Download from {host_label(url)} failed ({type(exc).__name__}); not indexed.") from exc
-
-
-# -- extraction ----------------------------------------------------------------------------------
-def _kind(data: bytes, content_type: str, name: str) -> str:
-    """"html", "text" or "pdf", from the bytes, the declared type and the name; FetchError otherwise."""
-    if data.startswith(b"%PDF-"):
-        return "pdf"
-    if content_type in PDF_TYPES:
-        raise FetchError(f"{name}: says it is a PDF but is not one; not indexed.")
-    if content_type in HTML_TYPES:
-        return "html"
-    if content_type in TEXT_TYPES:
-        return "text"
-    if content_type in UNTYPED:
-        by_suffix = SUFFIX_KINDS.get(PurePosixPath(name.split("?", 1)[0]).suffix.lower())
-        if by_suffix and by_suffix != "pdf":
-            return by_suffix
-        head = data[:1024].lstrip().lower()
-        return "html" if head.startswith((b"<!doctype html", b"<html")) else "text"
-    raise FetchError(f"{name}: {content_type} cannot be added (only HTML, Markdown, plain text and PDF).")
-
-
-def _decode(data: bytes, charset: str | None, name: str) -> str:
-    if b"\x00" in data[:8192]:
-        raise FetchError(f"{name}: binary data, not text; not indexed.")
-    text = None
-    for encoding in filter(None, (charset, "utf-8")):
-        try:
-            text = data.decode(encoding)
-            break
-        except (LookupError, UnicodeDecodeError):
-            continue
-    if text is None:
-        from trafilatura.utils import detect_encoding
-
-        guess = next(iter(detect_encoding(data[:65536])), "cp1252")
-        text = data.decode(guess, errors="replace")
-    sample = text[:8192]
-    junk = sum(ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f") for ch in sample)
-    if junk > max(8, len(sample) // 20):
-        raise FetchError(f"{name}: binary data, not text; not indexed.")
-    return text
-
-
-def _pdf(data: bytes, name: str) -> Extracted:
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise FetchError(f"{name}: an encrypted PDF; not indexed.")
-        pages, chars = [], 0
-        for page in reader.pages:  # stopped early: pages sharing one content stream multiply its text
-            pages.append((page.extract_text() or "").strip())
-            chars += len(pages[-1])
-            if chars > MAX_DOCUMENT_CHARS:
-                raise too_long(name)
-        info = reader.metadata
-    except UserError:
-        raise
-    except Exception as exc:  # pypdf raises many kinds of errors on malformed input
-        raise FetchError(f"{name}: not a readable PDF ({type(exc).__name__}); not indexed.") from exc
-    created = info.creation_date if info else None
-    return Extracted("\n\n".join(p for p in pages if p), title=(info.title if info else None) or None,
-                     author=(info.author if info else None) or None,
-                     published=created.date().isoformat() if isinstance(created, dt.datetime) else None)
-
-
-def same_site(url: str, other: str) -> bool:
-    """Both are http(s) URLs on one host (a leading "www." aside)."""
-    try:
-        a, b = httpx.URL(url), httpx.URL(other)
-    except httpx.InvalidURL:
-        return False
-    return {a.scheme, b.scheme} <= {"http", "https"} and bool(a.host) and \
-        a.host.removeprefix("www.") == b.host.removeprefix("www.")
-
-
-def _canonical(base_url: str | None, canonical: str | None) -> str | None:
-    """The page's canonical URL, resolved against where it was fetched; None unless on the same site."""
-    if not base_url or not canonical:
-        return None
-    try:
-        url = str(httpx.URL(base_url).join(canonical))
-    except httpx.InvalidURL:
-        return None
-    return url if same_site(url, base_url) else None
-
-
-def extract(data: bytes, *, content_type: str, name: str, charset: str | None = None,
-            base_url: str | None = None) -> Extracted:
-    """Main text and metadata of an HTML, Markdown, plain-text or PDF body (FetchError if none).
-
-    A page's own canonical URL is kept only when it is on the same site as `base_url`, so a page
-    cannot claim (and overwrite) another site's document.
-    """
-    kind = _kind(data, content_type, name)
-    if kind == "pdf":
-        extracted = _pdf(data, name)
-    elif kind == "html":
-        text, meta = html_to_text(_decode(data, charset, name))
-        extracted = Extracted(text, meta.get("title"), meta.get("author"), meta.get("published"),
-                              _canonical(base_url, meta.get("url")))
-    else:
-        extracted = Extracted(_decode(data, charset, name))
-    if not extracted.text.strip():
-        raise FetchError(f"{name}: no readable text found; not indexed.")
-    return extracted
 
 
 # -- indexing ------------------------------------------------------------------------------------

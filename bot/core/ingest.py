@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.extract import MAX_DOCUMENT_CHARS, extract, too_long
 from bot.core.models import Document, UserError
 from bot.core.store import Store, utcnow
 from summarizer.text import clean_control, guess_language, sentence_spans, word_count
@@ -20,9 +21,6 @@ SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 METADATA_FILE = "metadata.json"
 METADATA_FIELDS = ("title", "url", "published", "language")
 MIN_WORDS, MAX_WORDS = 80, 250
-# Caps per document: a small PDF whose pages share one content stream can expand to tens of
-# millions of characters; a big text file in a folder to gigabytes of memory. Bigger is refused.
-MAX_DOCUMENT_CHARS = 2_000_000
 MAX_PASSAGES = 5_000
 MAX_FILE_BYTES = 32 * 2**20
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -44,27 +42,8 @@ class IndexReport:
         return text + (f"; {len(self.errors)} failed" if self.errors else "")
 
 
-def too_long(name: str, chars: int | None = None) -> UserError:
-    """The one-line refusal of a document with more text than MAX_DOCUMENT_CHARS."""
-    size = f"{chars:,} characters of text" if chars is not None else "its text"
-    return UserError(f"{name}: {size} is more than the {MAX_DOCUMENT_CHARS:,} characters a document may have; "
-                     "not indexed.")
-
-
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def html_to_text(html: str) -> tuple[str, dict]:
-    """Main text and metadata of an HTML page (boilerplate removed by trafilatura)."""
-    import trafilatura
-
-    text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True) or ""
-    meta = trafilatura.extract_metadata(html)
-    info = {}
-    if meta is not None:
-        info = {"title": meta.title, "published": meta.date, "url": meta.url, "author": meta.author}
-    return text, {k: v for k, v in info.items() if v}
 
 
 def split_passages(text: str) -> list[tuple[int, int]]:
@@ -223,8 +202,6 @@ def read_file(path: Path, sidecar: dict) -> tuple[str, dict]:
 
     Files go through the same extraction as fetched URLs and attachments (HTML, PDF, text).
     """
-    from bot.core.fetch import extract  # fetch builds on this module; imported here to avoid a cycle
-
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise UserError(f"{path.name}: {size / 2**20:,.0f} MB is more than the {MAX_FILE_BYTES / 2**20:g} MB "

@@ -1,6 +1,6 @@
 """APScheduler wiring: one CronTrigger job per digest schedule, rebuilt from SQLite.
 
-APScheduler only wakes `digest.run_due` up. What is due and what a run covers come from the database
+APScheduler only wakes `digest_outbox.run_due` up. What is due and what a run covers come from the database
 and the service clock, so a late, coalesced, duplicate or missed wake-up never changes what is posted:
 - at start-up, `run_due` reconciles interrupted runs and posts whatever was missed while the bot was down
   (one catch-up digest per schedule, however long the outage);
@@ -18,7 +18,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.core.digest import DAY_NAMES, Schedule, load_schedules, run_due
+from bot.core.digest_outbox import run_due
+from bot.core.digest_rules import DAY_NAMES, Schedule
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -69,7 +70,7 @@ class DigestScheduler:
 
     def sync(self) -> None:
         """Add, replace and remove cron jobs so that exactly the active schedules have one."""
-        wanted = {job_id(s.id): s for s in load_schedules(self.service.store) if not s.paused}
+        wanted = {job_id(s.id): s for s in self.service.store.schedules.schedules() if not s.paused}
         for job in self.scheduler.get_jobs():
             if job.id.startswith(JOB_PREFIX) and job.id not in wanted:  # other jobs (feeds) are not ours
                 job.remove()

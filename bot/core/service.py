@@ -449,10 +449,10 @@ class Service:
 
     # -- chat state ------------------------------------------------------------------------------
     def record_feedback(self, platform: str, user_id: str, subject: str, vote: int) -> None:
-        self.store.record_feedback(platform, user_id, subject, 1 if vote > 0 else -1)
+        self.store.chat.record_feedback(platform, user_id, subject, 1 if vote > 0 else -1)
 
     def first_delivery(self, key: str) -> bool:
-        return self.store.first_delivery(key)
+        return self.store.chat.first_delivery(key)
 
     def status(self) -> dict[str, Any]:
         waiting = self.embedding_backlog()
