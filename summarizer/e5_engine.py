@@ -231,7 +231,7 @@ class TorchE5:
 
     Several batches run side by side, one per thread of the caller's torch budget, each on one core:
     a batch split across cores meets at a barrier after every op, and on a busy machine each
-    barrier waits for the slowest core's next time slice (measured: 13x slower under load).
+    barrier waits for the slowest core's next time slice (3-7x slower at 2 threads on a loaded machine).
     """
 
     def __init__(self, path: Path | None = None, threads: int = 1, precision: str | None = None):
