@@ -12,21 +12,21 @@ stops at one deadline; entries it did not reach wait for the next poll.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import sqlite_utils
 
 from bot.core import fetch as web
 from bot.core.extract import html_to_text, same_site
 from bot.core.models import Document, Reply, Request, UserError
 from bot.core.registry import Param, command
-from bot.core.store import Store, migrations
+from bot.core.store import Store
+from bot.storage.feeds import Feed
 
 if TYPE_CHECKING:
     from bot.core.service import Service
@@ -39,43 +39,6 @@ POLL_DEADLINE_S = 60.0  # one poll, however slow its entry pages are
 ENTRY_TIMEOUT_S = 20.0  # one entry page
 ENTRY_CONCURRENCY = 4  # entry pages fetched at once
 ACCEPT_FEEDS = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
-
-
-@migrations()
-def m004_feeds(db: sqlite_utils.Database) -> None:
-    db["feeds"].create(
-        {"id": int, "url": str, "title": str, "etag": str, "last_modified": str, "error_count": int,
-         "last_error": str, "last_polled": str, "added_at": str},
-        pk="id", not_null={"url", "error_count"}, defaults={"error_count": 0},
-    )
-    db["feeds"].create_index(["url"], unique=True)
-    db["feed_entries"].create(
-        {"feed_id": int, "identity": str, "doc_id": str, "seen_at": str},
-        pk=("feed_id", "identity"), foreign_keys=[("feed_id", "feeds", "id")],
-    )
-
-
-@migrations()
-def m005_feed_documents(db: sqlite_utils.Database) -> None:
-    """The documents each feed created: the only ones it may update."""
-    db["feed_documents"].create({"doc_id": str, "feed_id": int}, pk="doc_id",
-                                foreign_keys=[("feed_id", "feeds", "id")])
-
-
-@dataclass(frozen=True)
-class Feed:
-    id: int
-    url: str
-    title: str | None
-    etag: str | None
-    last_modified: str | None
-    error_count: int
-    last_error: str | None
-    last_polled: str | None
-
-    @property
-    def name(self) -> str:
-        return self.title or self.url
 
 
 @dataclass
@@ -101,64 +64,25 @@ class PollResult:
         return ", ".join(parts)
 
 
-# -- storage -------------------------------------------------------------------------------------
-_FEED_COLUMNS = "id, url, title, etag, last_modified, error_count, last_error, last_polled"
-
-
-def list_feeds(store: Store) -> list[Feed]:
-    return [Feed(*row) for row in store.db.execute(f"SELECT {_FEED_COLUMNS} FROM feeds ORDER BY id").fetchall()]
-
-
 def find_feed(store: Store, needle: str) -> Feed:
     """A feed by its number (as `feed list` shows it) or its URL."""
     needle = needle.strip().lstrip("#")
-    row = store.db.execute(f"SELECT {_FEED_COLUMNS} FROM feeds WHERE url = ? OR CAST(id AS TEXT) = ?",
-                           [needle, needle]).fetchone()
-    if row is None:
+    feed = store.feeds.find(needle)
+    if feed is None:
         raise UserError(f"No followed feed matches {needle[:100]!r}. Try /feed list.")
-    return Feed(*row)
-
-
-def entry_counts(store: Store) -> dict[int, int]:
-    rows = store.db.execute("SELECT feed_id, count(doc_id) FROM feed_entries GROUP BY feed_id").fetchall()
-    return dict(rows)
-
-
-def _seen(store: Store, feed_id: int) -> set[str]:
-    rows = store.db.execute("SELECT identity FROM feed_entries WHERE feed_id = ?", [feed_id]).fetchall()
-    return {row[0] for row in rows}
-
-
-def _record_entry(store: Store, feed_id: int, identity: str, doc_id: str | None, now: str) -> None:
-    with store.transaction():
-        store.db.execute("INSERT OR REPLACE INTO feed_entries VALUES (?, ?, ?, ?)", [feed_id, identity, doc_id, now])
-
-
-def _owns(store: Store, feed_id: int, doc: Document) -> bool:
-    row = store.db.execute("SELECT 1 FROM feed_documents WHERE doc_id = ? AND feed_id = ?", [doc.id, feed_id])
-    return row.fetchone() is not None
+    return feed
 
 
 def _claimed(store: Store, feed_id: int, added: web.Added) -> web.Added:
     """`added`, with a document the feed just created recorded as the feed's own."""
     if added.status == "added":
-        with store.transaction():
-            store.db.execute("INSERT OR REPLACE INTO feed_documents VALUES (?, ?)", [added.document.id, feed_id])
+        store.feeds.claim(feed_id, added.document.id)
     return added
 
 
-def _record_success(store: Store, feed: Feed, now: str, *, title: str | None, etag: str | None,
-                    last_modified: str | None) -> None:
-    with store.transaction():
-        store.db.execute(
-            "UPDATE feeds SET title = ?, etag = ?, last_modified = ?, error_count = 0, last_error = NULL, "
-            "last_polled = ? WHERE id = ?", [title, etag, last_modified, now, feed.id])
-
-
-def _record_failure(store: Store, feed: Feed, now: str, error: str) -> None:
-    with store.transaction():
-        store.db.execute("UPDATE feeds SET error_count = error_count + 1, last_error = ?, last_polled = ? "
-                         "WHERE id = ?", [error, now, feed.id])
+def _may_update(store: Store, feed_id: int) -> Callable[[Document], bool]:
+    """Whether the feed may update an existing document: only one it created."""
+    return lambda doc: store.feeds.owns(feed_id, doc.id)
 
 
 # -- entries -------------------------------------------------------------------------------------
@@ -206,7 +130,7 @@ def _index_page(service: "Service", feed: Feed, fetched: web.Fetched, title: str
                 published: str | None) -> web.Added:
     """An entry's page, unless its address (or the canonical one it names) is another's document."""
     added = web.index_fetched(service, fetched, title=title, published=published,
-                              may_update=functools.partial(_owns, service.store, feed.id))
+                              may_update=_may_update(service.store, feed.id))
     return _claimed(service.store, feed.id, added)
 
 
@@ -225,13 +149,12 @@ def _index_entry_text(service: "Service", feed: Feed, entry: Any, identity: str,
         return None
     store, key = service.store, _entry_key(feed, identity)
     if link:
-        taken = store.db.execute("SELECT id FROM documents WHERE (path = ? OR url = ?) AND path != ? LIMIT 1",
-                                 [link, link, key]).fetchone()
+        taken = store.document_at(link, other_than=key)
         if taken:
-            return web.Added(store.document(taken[0]), 0, "kept")
+            return web.Added(taken, 0, "kept")
     shown = link if link and same_site(link, feed.url) else key
     added = web.index_extracted(service, web.Extracted(text), link=key, url=shown, title=title,
-                                published=published, may_update=functools.partial(_owns, store, feed.id))
+                                published=published, may_update=_may_update(store, feed.id))
     return _claimed(store, feed.id, added)
 
 
@@ -266,7 +189,7 @@ async def _index_entries(service: "Service", feed: Feed, entries: list[tuple[str
                 log.info("feed %s: entry %s: %s", feed.url, identity, exc)
                 added = None
         own = added.document.id if added and added.status != "kept" else None
-        _record_entry(service.store, feed.id, identity, own, _now(service))
+        service.store.feeds.record_entry(feed.id, identity, own, _now(service))
         return added
 
     tasks = [asyncio.create_task(one(identity, entry)) for identity, entry in entries]
@@ -294,11 +217,11 @@ async def poll_feed(service: "Service", feed: Feed) -> PollResult:
                               headers=headers, accept=ACCEPT_FEEDS)
         if fetched.status == 304:
             result.not_modified = True
-            _record_success(store, feed, _now(service), title=feed.title, etag=feed.etag,
-                            last_modified=feed.last_modified)
+            store.feeds.record_success(feed.id, _now(service), title=feed.title, etag=feed.etag,
+                                       last_modified=feed.last_modified)
             return result
         parsed = await service.in_worker(parse_feed, fetched)
-        seen, new = _seen(store, feed.id), {}
+        seen, new = store.feeds.seen(feed.id), {}
         for entry in parsed.entries:
             identity = entry_identity(entry)
             if identity and identity not in seen:
@@ -317,9 +240,9 @@ async def poll_feed(service: "Service", feed: Feed) -> PollResult:
         result.waiting = max(0, len(new) - MAX_ENTRIES_PER_POLL)
         result.late = len(todo) - len(finished)
         complete = not (result.waiting or result.late)  # else forget the validators: the next poll needs them all
-        _record_success(store, feed, _now(service), title=parsed.feed.get("title") or feed.title,
-                        etag=fetched.etag if complete else None,
-                        last_modified=fetched.last_modified if complete else None)
+        store.feeds.record_success(feed.id, _now(service), title=parsed.feed.get("title") or feed.title,
+                                   etag=fetched.etag if complete else None,
+                                   last_modified=fetched.last_modified if complete else None)
         if result.added:
             service.embed_in_background()
     except UserError as exc:
@@ -329,13 +252,13 @@ async def poll_feed(service: "Service", feed: Feed) -> PollResult:
         result.error = f"internal error ({type(exc).__name__})"
     if result.error:
         log.warning("feed %s: %s", feed.url, result.error)
-        _record_failure(store, feed, _now(service), result.error)
+        store.feeds.record_failure(feed.id, _now(service), result.error)
     return result
 
 
 async def poll_feeds(service: "Service") -> list[PollResult]:
     """Poll every followed feed once (what the scheduler runs on an interval)."""
-    return [await poll_feed(service, feed) for feed in list_feeds(service.store)]
+    return [await poll_feed(service, feed) for feed in service.store.feeds.feeds()]
 
 
 def add_feed_job(scheduler: Any, service: "Service", minutes: int = FEED_INTERVAL_MINUTES) -> None:
@@ -347,7 +270,7 @@ def add_feed_job(scheduler: Any, service: "Service", minutes: int = FEED_INTERVA
 
 def feed_status(store: Store) -> dict[str, str]:
     """Lines for /status: how many feeds are followed and which ones are failing."""
-    feeds = list_feeds(store)
+    feeds = store.feeds.feeds()
     if not feeds:
         return {}
     failing = [f for f in feeds if f.error_count]
@@ -363,13 +286,11 @@ def feed_status(store: Store) -> dict[str, str]:
 async def feed_add_command(service: "Service", request: Request) -> Reply:
     """Follow an RSS or Atom feed: its new entries are fetched and indexed."""
     url, store = request.args["url"].strip(), service.store
-    if store.db.execute("SELECT 1 FROM feeds WHERE url = ?", [url]).fetchone():
+    if store.feeds.follows(url):
         raise UserError("That feed is already followed; nothing was changed.")
     fetched = await web.fetch(url, allow_private=service.settings.allow_private_urls, accept=ACCEPT_FEEDS)
     parsed = await service.in_worker(parse_feed, fetched)
-    with store.transaction():
-        feed_id = store.db["feeds"].insert({"url": url, "title": parsed.feed.get("title"), "error_count": 0,
-                                            "added_at": _now(service)}).last_pk
+    feed_id = store.feeds.add(url, parsed.feed.get("title"), _now(service))
     result = await poll_feed(service, find_feed(store, str(feed_id)))
     name = result.feed.title or parsed.feed.get("title") or url
     line = f"Following **{name}** (feed `{feed_id}`): {result.line()}."
@@ -383,7 +304,7 @@ async def feed_add_command(service: "Service", request: Request) -> Reply:
 @command("feed list", admin=True)
 async def feed_list_command(service: "Service", request: Request) -> Reply:
     """List the followed feeds, with their entry counts and errors."""
-    feeds, counts = list_feeds(service.store), entry_counts(service.store)
+    feeds, counts = service.store.feeds.feeds(), service.store.feeds.entry_counts()
     if not feeds:
         return Reply("No feeds are followed. Add one with /feed add URL.", title="Feeds", data={"feeds": []})
     lines = []
@@ -403,10 +324,7 @@ async def feed_list_command(service: "Service", request: Request) -> Reply:
 async def feed_remove_command(service: "Service", request: Request) -> Reply:
     """Stop following a feed (documents it added stay indexed)."""
     feed, store = find_feed(service.store, request.args["feed"]), service.store
-    kept = entry_counts(store).get(feed.id, 0)
-    with store.transaction():
-        store.db.execute("DELETE FROM feed_entries WHERE feed_id = ?", [feed.id])
-        store.db.execute("DELETE FROM feed_documents WHERE feed_id = ?", [feed.id])
-        store.db.execute("DELETE FROM feeds WHERE id = ?", [feed.id])
+    kept = store.feeds.entry_counts().get(feed.id, 0)
+    store.feeds.remove(feed.id)
     return Reply(f"Stopped following **{feed.name}**; the {kept} documents it added stay indexed.",
                  title="Feed removed", data={"feed_id": feed.id, "url": feed.url, "documents_kept": kept})
