@@ -206,11 +206,12 @@ def fast_bfloat16() -> bool:
 
 
 @cache
-def _openmp() -> ctypes.CDLL:
-    """The OpenMP runtime torch runs on (its own copy, next to libtorch)."""
+def _openmp() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch runs on (its own copy, next to libtorch), if it is GNU's."""
     import torch
 
-    return ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libgomp.so.1"))
+    library = Path(torch.__file__).parent / "lib" / "libgomp.so.1"
+    return ctypes.CDLL(str(library)) if library.is_file() else None
 
 
 def _run_on_one_core() -> None:
@@ -238,7 +239,6 @@ class TorchE5:
         import torch
 
         self._torch = torch
-        self.threads = threads
         torch.set_num_threads(threads)
         self.precision = precision or ("bfloat16" if fast_bfloat16() else "float32")
         compute = getattr(torch, self.precision)
@@ -287,7 +287,7 @@ class TorchE5:
         order = sorted(range(len(windows)), key=lambda w: -len(windows[w][1]))
         batches = list(self._batches(order, windows))
         batch_contents = [[windows[w][1] for w in batch] for batch in batches]
-        workers = min(self._torch.get_num_threads(), len(batches))
+        workers = min(self._torch.get_num_threads(), len(batches)) if _openmp() else 1
         if workers > 1:
             with ThreadPoolExecutor(workers, initializer=_run_on_one_core) as pool:
                 results = list(pool.map(self._forward, batch_contents))
