@@ -32,8 +32,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
-from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
-from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -43,6 +41,7 @@ from bot.core.fetch import MAX_BYTES, TIMEOUT_S, add_bytes, check_add_allowed
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.registry import Registry
 from bot.core.service import Service
+from bot.storage.installations import slack_oauth_stores
 
 log = logging.getLogger(__name__)
 
@@ -190,16 +189,17 @@ class SlackPoster:
 
 
 def build_app(settings: Settings) -> AsyncApp:
-    """Bolt app on `settings.slack_api_url`; multi-workspace OAuth (stores in the bot's SQLite file)
-    when a client id and secret are set, else the single bot token."""
+    """Bolt app on `settings.slack_api_url`; multi-workspace OAuth (installations kept by the storage
+    package, in the bot's database) when a client id and secret are set, else the single bot token."""
     oauth = None
     if settings.slack_client_id and settings.slack_client_secret:
+        installations, states = slack_oauth_stores(settings.db_path, settings.slack_client_id)
         oauth = AsyncOAuthSettings(
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret,
             scopes=list(BOT_SCOPES),
-            installation_store=SQLite3InstallationStore(database=settings.db_path, client_id=settings.slack_client_id),
-            state_store=SQLite3OAuthStateStore(database=settings.db_path, expiration_seconds=600),
+            installation_store=installations,
+            state_store=states,
         )
     client = AsyncWebClient(token=None if oauth else settings.slack_bot_token,
                             base_url=settings.slack_api_url or DEFAULT_API_URL)
