@@ -75,7 +75,8 @@ def _stderr_console():
 
 
 def index_and_embed(service: Service, paths: Sequence[str], embed: bool = True) -> IndexReport:
-    report = index_paths(service.store, paths or service.settings.docs, progress=_progress("Indexing"))
+    report = index_paths(service.store, paths or service.settings.docs, progress=_progress("Indexing"),
+                         added_at=service.timestamp())
     if embed:
         missing = len(service.store.missing_embeddings(service.models.encoder_id))
         if missing:

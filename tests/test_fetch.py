@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import os
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from bot.adapters.console import respond
 from bot.cli import main
 from bot.core.fetch import MAX_BYTES, FetchError, add_bytes, fetch
-from bot.core.ingest import build_document
+from bot.core.ingest import build_document, index_paths
 from bot.core.models import Actor, Request, Target
 from tests.local_web import closed_port, make_pdf, web_server  # noqa: F401 - fixture
 
@@ -251,6 +252,18 @@ async def test_attachments_are_indexed_with_their_link(service):
     assert not junk.ok and "binary data" in junk.text
     assert not big.ok and "larger than 10 MB" in big.text
     assert len(service.store.documents()) == 1
+
+
+async def test_documents_are_stamped_by_the_service_clock(service, tmp_path):
+    """Uploads and folder indexing take `added_at` from the injected clock, as digests read it."""
+    service.clock = lambda: dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    reply = await add_bytes(service, MEMBER, b"Compost\n\nCompost turns kitchen scraps into soil over a summer.",
+                            name="compost.txt", content_type="text/plain", url="https://files.example/compost.txt")
+    assert reply.ok, reply.text
+    (tmp_path / "mulch.md").write_text("# Mulch\n\nStraw mulch keeps the beds moist through July.\n")
+    index_paths(service.store, [tmp_path], added_at=service.timestamp())
+    assert {d.title: d.added_at for d in service.store.documents()} == {
+        "Compost": "2031-05-06T07:08:09+00:00", "Mulch": "2031-05-06T07:08:09+00:00"}
 
 
 async def test_add_can_be_limited_to_admins(service, web_server):

@@ -245,7 +245,8 @@ def index_extracted(service: "Service", extracted: Extracted, *, link: str, titl
         return Added(existing, 0, "kept")
     doc, text, passages = build_document(
         extracted.text, path=path, url=url or path, title=title or extracted.title,
-        published=published or extracted.published, doc_id=existing.id if existing else None)
+        published=published or extracted.published, doc_id=existing.id if existing else None,
+        added_at=service.timestamp())
     same = service.store.document_by_hash(doc.content_hash)
     if same is not None:
         return Added(same, 0, "duplicate")

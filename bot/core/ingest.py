@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.core.extract import MAX_DOCUMENT_CHARS, extract, too_long
 from bot.core.models import Document, UserError
-from bot.core.store import Store, utcnow
+from bot.core.store import Store
 from summarizer.text import clean_control, guess_language, sentence_spans, word_count
 
 log = logging.getLogger(__name__)
@@ -173,8 +173,13 @@ def _sidecar(directory: Path, root: Path | None, cache: dict[Path, dict], warnin
 
 def build_document(text: str, *, path: str, title: str | None = None, url: str | None = None,
                    published: str | None = None, language: str | None = None,
-                   doc_id: str | None = None) -> tuple[Document, str, list[tuple[int, int, str, str]]]:
-    """A Document plus its cleaned text and passages (start, end, text, hash), ready for the store."""
+                   doc_id: str | None = None, added_at: str | None = None,
+                   ) -> tuple[Document, str, list[tuple[int, int, str, str]]]:
+    """A Document plus its cleaned text and passages (start, end, text, hash), ready for the store.
+
+    `added_at` is the indexing time by the service's clock (`Service.timestamp()`); without one
+    the store stamps the time it saves the document.
+    """
     text = clean_control(text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if not text.strip():
         raise UserError(f"{path}: no text to index")
@@ -192,7 +197,7 @@ def build_document(text: str, *, path: str, title: str | None = None, url: str |
     doc = Document(
         id=doc_id or _doc_id(path), path=path, title=title or _title_from_text(text, Path(path).name),
         language=language or guess_language(text), content_hash=content_hash(text), chars=len(text),
-        url=url, published=published, added_at=utcnow(),
+        url=url, published=published, added_at=added_at,
     )
     return doc, text, passages
 
@@ -244,8 +249,12 @@ def _files_inside(root: Path) -> list[Path]:
 
 
 def index_paths(store: Store, paths: Iterable[str | Path],
-                progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda it: it) -> IndexReport:
-    """Index files and folders: unchanged skipped, changed replaced, files gone from a scanned folder dropped."""
+                progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda it: it,
+                added_at: str | None = None) -> IndexReport:
+    """Index files and folders: unchanged skipped, changed replaced, files gone from a scanned folder dropped.
+
+    `added_at`: the time of this pass by the service's clock, as `build_document` takes it.
+    """
     files, roots = discover(paths)
     report, sidecars = IndexReport(), {}
     indexed_paths = dict(files)
@@ -258,7 +267,7 @@ def index_paths(store: Store, paths: Iterable[str | Path],
             doc, text, passages = build_document(
                 body, path=indexed_path, title=meta.get("title"), url=meta.get("url"),
                 published=meta.get("published"), language=meta.get("language"),
-                doc_id=existing.id if existing else None)
+                doc_id=existing.id if existing else None, added_at=added_at)
         except (UserError, OSError, ValueError) as exc:
             report.errors.append(str(exc))
             continue

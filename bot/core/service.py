@@ -314,6 +314,10 @@ class Service:
             log.exception("command /%s failed", request.command)
             return Reply("Something went wrong on our side; the error was logged.", ok=False, title="Error")
 
+    def timestamp(self) -> str:
+        """The service clock's time as the store keeps times (ISO 8601 to the second, UTC)."""
+        return self.clock().isoformat(timespec="seconds")
+
     def register_poster(self, platform: str, poster: Poster) -> None:
         self.posters[platform] = poster
 

@@ -36,7 +36,7 @@ def reindex(service: "Service", roots: list[Path]) -> IndexReport:
     """Index the given folders and have what is new embedded in the background (synchronous: runs
     on the service's document thread). The embedder is woken on every pass, so passages a previous
     run or another process left without vectors are embedded too."""
-    report = index_paths(service.store, roots)
+    report = index_paths(service.store, roots, added_at=service.timestamp())
     service.embed_in_background(report.passages)
     return report
 
