@@ -5,9 +5,9 @@ lead, as in real text), topped up with pronounceable made-up words to VOCAB_SIZE
 Zipf's law over that ranking, so FTS5 posting lists have realistic lengths: common words hit nearly
 every passage, rare ones a handful. Queries are drawn from the same distribution.
 
-Large corpora are bulk-inserted with plain SQL into a database opened with `open_db` (the real
-migrations, so the FTS5 triggers index every passage), with synthetic unit vectors saved through
-`Store.save_embeddings`. Built databases are cached under CACHE_DIR keyed by size and fingerprint.
+Large corpora are bulk-inserted as prepared rows (`Store.load_rows`, skipping ingest) into a database
+with the real migrations, so the FTS5 triggers index every passage, with synthetic unit vectors saved
+through `Store.save_embeddings`. Built databases are cached under CACHE_DIR keyed by size and fingerprint.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.core.ingest import content_hash
-from bot.core.store import Store, open_db
+from bot.core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -149,38 +149,30 @@ def build_corpus(passages: int, model_id: str, *, directory: Path = CACHE_DIR, r
     path = directory / f"corpus-{docs * PASSAGES_PER_DOC}-{fingerprint(zipf)}-{model_id}.db"
     if reuse and path.exists():
         store = Store.open(path)
-        done = store.db.execute("SELECT value FROM meta WHERE key = 'bench_complete'").fetchone()
+        done = store.meta("bench_complete")
         store.close()
         if done:
             return BuiltCorpus(path, docs * PASSAGES_PER_DOC, docs, None, None, cached=True)
     for stale in directory.glob(path.name + "*"):
         stale.unlink()
     rng = np.random.default_rng(seed)
-    db = open_db(path)
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("PRAGMA cache_size=-262144")  # 256 MiB while bulk loading
-    store = Store(db)
+    store = Store.open(path, bulk_load=True)
     started = time.perf_counter()
     rows = _doc_rows(zipf, rng, 0, docs)
     per_batch = max(1, CHUNK // PASSAGES_PER_DOC)
     for first in range(0, docs, per_batch):
         batch = [next(rows) for _ in range(min(per_batch, docs - first))]
-        with store.transaction():
-            db.conn.executemany("INSERT INTO documents(id, path, url, title, language, published, added_at, "
-                                "content_hash, chars, text) VALUES (?,?,?,?,?,?,?,?,?,?)", [d for d, _ in batch])
-            db.conn.executemany('INSERT INTO passages(doc_id, ordinal, start, "end", text, hash) '
-                                "VALUES (?,?,?,?,?,?)", [p for _, ps in batch for p in ps])
+        store.load_rows([d for d, _ in batch], [(None, *p) for _, ps in batch for p in ps])
         if (first // per_batch) % 10 == 9:
             log(f"{first + len(batch):,}/{docs:,} documents inserted")
     build_s = time.perf_counter() - started
     started = time.perf_counter()
-    hashes = [row[0] for row in db.execute("SELECT hash FROM passages ORDER BY id")]
+    hashes = store.passage_hashes()
     for first in range(0, len(hashes), CHUNK):
         chunk = hashes[first:first + CHUNK]
         store.save_embeddings(model_id, list(zip(chunk, unit_vectors(rng, len(chunk)))))
     embed_s = time.perf_counter() - started
-    with store.transaction():
-        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('bench_complete', ?)", [fingerprint(zipf)])
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.set_meta("bench_complete", fingerprint(zipf))
+    store.checkpoint()
     store.close()
     return BuiltCorpus(path, docs * PASSAGES_PER_DOC, docs, build_s, embed_s, cached=False)

@@ -227,29 +227,23 @@ def read_passages(path: Path, size: int) -> list[dict]:
 def our_database(passages_path: Path, passages: list[dict]) -> Path:
     """The passages in a digestbot database through the real schema (passage id = position + 1), cached."""
     from bot.core.ingest import content_hash
-    from bot.core.store import Store, open_db
+    from bot.core.store import Store
 
     path = passages_path.with_suffix(".db")
     if path.exists():
         return path
     building = path.with_suffix(".building")
     building.unlink(missing_ok=True)
-    db = open_db(building)
-    db.execute("PRAGMA synchronous=OFF")
-    store = Store(db)
+    store = Store.open(building, bulk_load=True)
     documents: dict[str, str] = {}
     for row in passages:
         documents.setdefault(row["doc"], row["lang"])
-    with store.transaction():
-        db.conn.executemany(
-            "INSERT INTO documents(id, path, url, title, language, published, added_at, content_hash, chars, text) "
-            "VALUES (?, ?, NULL, ?, ?, NULL, '2025-01-01T00:00:00+00:00', ?, 0, '')",
-            [(key, key, key.rsplit("/", 1)[-1], lang, content_hash(key)) for key, lang in documents.items()])
-        db.conn.executemany(
-            'INSERT INTO passages(id, doc_id, ordinal, start, "end", text, hash) VALUES (?, ?, ?, 0, 0, ?, ?)',
-            [(i + 1, row["doc"], row["ordinal"], row["text"], content_hash(row["text"]))
-             for i, row in enumerate(passages)])
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.load_rows(
+        [(key, key, None, key.rsplit("/", 1)[-1], lang, None, "2025-01-01T00:00:00+00:00", content_hash(key), 0, "")
+         for key, lang in documents.items()],
+        [(i + 1, row["doc"], row["ordinal"], 0, 0, row["text"], content_hash(row["text"]))
+         for i, row in enumerate(passages)])
+    store.checkpoint()
     store.close()
     building.replace(path)
     return path
