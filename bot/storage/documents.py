@@ -104,7 +104,6 @@ class DocumentRepository:
     def __init__(self, database: Database):
         self.database = database
         self.db = database.db
-        self.transaction = database.transaction
 
     def close(self) -> None:
         if "_tokenizer" in self.__dict__:
@@ -159,7 +158,7 @@ class DocumentRepository:
 
     def replace_document(self, doc: Document, text: str, passages: list[tuple[int, int, str, str]]) -> None:
         """Insert or replace a document and its passages (start, end, text, hash) atomically."""
-        with self.transaction():
+        with self.database.transaction():
             self.db.execute("DELETE FROM passages WHERE doc_id = ?", [doc.id])
             self.db.execute("DELETE FROM documents WHERE id = ? OR path = ?", [doc.id, doc.path])
             self.db["documents"].insert({
@@ -174,7 +173,7 @@ class DocumentRepository:
             self._bump_generation()
 
     def delete_document(self, doc_id: str) -> None:
-        with self.transaction():
+        with self.database.transaction():
             self.db.execute("DELETE FROM passages WHERE doc_id = ?", [doc_id])
             self.db.execute("DELETE FROM documents WHERE id = ?", [doc_id])
             self._bump_generation()
@@ -257,7 +256,7 @@ class DocumentRepository:
         return rows.fetchall()
 
     def save_embeddings(self, model: str, items: list[tuple[str, np.ndarray]]) -> None:
-        with self.transaction():
+        with self.database.transaction():
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO embeddings(hash, model, vector) VALUES (?, ?, ?)",
                 [(digest, model, np.asarray(vec, dtype=np.float16).tobytes()) for digest, vec in items])
@@ -318,7 +317,7 @@ class DocumentRepository:
         return (row[0], row[1]) if row else None
 
     def save_summary(self, content_hash: str, model: str, language: str, summary: str, summary_language: str) -> None:
-        with self.transaction():
+        with self.database.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?)",
                 [content_hash, model, language, summary, summary_language, utcnow()])
@@ -328,7 +327,7 @@ class DocumentRepository:
         """Insert prepared rows in one transaction, skipping ingest: documents as (id, path, url, title,
         language, published, added_at, content_hash, chars, text), passages as (id or None, doc_id,
         ordinal, start, end, text, hash)."""
-        with self.transaction():
+        with self.database.transaction():
             self.db.conn.executemany("INSERT INTO documents(id, path, url, title, language, published, added_at, "
                                      "content_hash, chars, text) VALUES (?,?,?,?,?,?,?,?,?,?)", documents)
             self.db.conn.executemany('INSERT INTO passages(id, doc_id, ordinal, start, "end", text, hash) '
@@ -341,7 +340,7 @@ class DocumentRepository:
 
     def delete_embeddings(self, model_suffix: str) -> None:
         """Drop the cached vectors of every model whose name ends with `model_suffix`."""
-        with self.transaction():
+        with self.database.transaction():
             self.db.execute("DELETE FROM embeddings WHERE substr(model, -?) = ?", [len(model_suffix), model_suffix])
 
     def meta(self, key: str) -> str | None:
@@ -349,5 +348,5 @@ class DocumentRepository:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction():
+        with self.database.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [key, value])
