@@ -1,7 +1,8 @@
 import pytest
 
 from bot.core.models import UserError
-from bot.core.retrieve import fts_query, query_terms, reciprocal_rank_fusion
+from bot.core.retrieve import query_terms, reciprocal_rank_fusion
+from bot.storage.documents import fts_any
 
 HOSTILE = ['"', "'unbalanced", "foo*", "-bar", "NEAR(a b)", "a AND OR NOT", "text:ceo", "title:x",
            "🔥🚀 emoji", "\x00\x07\x1b[31mred", "^start", "(", ")", "{a b}:c", "a:b:c", "' OR 1=1 --"]
@@ -9,7 +10,7 @@ HOSTILE = ['"', "'unbalanced", "foo*", "-bar", "NEAR(a b)", "a AND OR NOT", "tex
 
 @pytest.mark.parametrize("query", HOSTILE)
 def test_hostile_queries_never_reach_match_raw(seeded_service, query):
-    match = fts_query(query_terms(seeded_service.store.tokenize(query)))
+    match = fts_any(query_terms(seeded_service.store.tokenize(query)))
     assert all(term.startswith('"') and term.endswith('"') and term.count('"') == 2
                for term in match.split(" OR ") if term)
     hits = seeded_service.retriever.search(query, dense=False)  # raises nothing
@@ -112,7 +113,7 @@ def test_common_words_still_rank_what_rare_words_select(store, monkeypatch):
     ranking equals a full OR-query's among the passages that contain a rare word."""
     from bot.core import retrieve
     from bot.core.ingest import build_document
-    from bot.core.retrieve import Retriever, fts_query
+    from bot.core.retrieve import Retriever
 
     texts = ["rareword alone here", "rareword with common twice common", "a longer rareword passage with common once",
              "rareword rareword"] + [f"{'common ' if i % 6 == 0 else ''}filler number{i}" for i in range(60)]
@@ -121,8 +122,8 @@ def test_common_words_still_rank_what_rare_words_select(store, monkeypatch):
     monkeypatch.setattr(retrieve, "SELECTIVE_FROM", 10)
     retriever = Retriever(store, None, None)
     assert retriever._selective_terms(["rareword", "common"]) == (["rareword"], ["common"])
-    selected = {pid for pid, _ in store.bm25(fts_query(["rareword"]), 100)}
-    full = [pid for pid, _ in store.bm25(fts_query(["rareword", "common"]), 100) if pid in selected]
-    rare_only = [pid for pid, _ in store.bm25(fts_query(["rareword"]), 100)]
+    selected = {pid for pid, _ in store.bm25(["rareword"], 100)}
+    full = [pid for pid, _ in store.bm25(["rareword", "common"], 100) if pid in selected]
+    rare_only = [pid for pid, _ in store.bm25(["rareword"], 100)]
     assert full != rare_only  # the common word changes the order
     assert retriever._bm25("rareword common", None) == full

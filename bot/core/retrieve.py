@@ -33,15 +33,6 @@ def query_terms(tokens: list[str]) -> list[str]:
     return list(dict.fromkeys(tokens))[:MAX_TERMS]
 
 
-def fts_query(terms: list[str]) -> str:
-    """A safe FTS5 expression matching any of the terms: each a quoted string, OR-ed.
-
-    Quoting neutralises operators (AND/OR/NOT/NEAR), column filters, `*`, `-` and `^`; the terms
-    come out of the index's tokenizer, so punctuation, emoji and control characters never reach MATCH.
-    """
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
 def clean_query(text: str) -> str:
     """Validate a query: one short line of printable text, or a UserError saying what is wrong."""
     text = " ".join(clean_control(text or "").split())
@@ -248,10 +239,9 @@ class Retriever:
         selective, common = self._selective_terms(query_terms(self.store.tokenize(query)), keep_one)
         if not selective:
             return []
-        match = fts_query(selective)
-        scores = dict(self.store.bm25(match, CANDIDATES, restrict, since))
+        scores = dict(self.store.bm25(selective, CANDIDATES, restrict, since))
         if common:
-            refined = self.store.bm25(f"({match}) AND ({fts_query(common)})", CANDIDATES, restrict, since)
+            refined = self.store.bm25(selective, CANDIDATES, restrict, since, also=common)
             for pid, score in refined:  # bm25(): lower is better
                 scores[pid] = min(score, scores.get(pid, score))
         return sorted(scores, key=scores.__getitem__)[:CANDIDATES]

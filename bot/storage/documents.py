@@ -97,6 +97,15 @@ def _document(row: dict) -> Document:
 _DOC_COLUMNS = "id, path, url, title, language, published, added_at, content_hash, chars"
 
 
+def fts_any(terms: list[str]) -> str:
+    """A safe FTS5 expression matching any of the terms: each a quoted string, OR-ed.
+
+    Quoting neutralises operators (AND/OR/NOT/NEAR), column filters, `*`, `-` and `^`; the terms
+    come out of the index's tokenizer, so punctuation, emoji and control characters never reach MATCH.
+    """
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
 class DocumentRepository:
     """Documents, passages, vectors and summaries. The Store (store.py) is this repository, with the
     other aggregates' repositories hanging off it."""
@@ -227,10 +236,14 @@ class DocumentRepository:
     def passage_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
 
-    def bm25(self, match: str, limit: int, doc_ids: list[str] | None = None,
-             since: str | None = None) -> list[tuple[int, float]]:
-        """(passage id, bm25 score; lower is better) for an already-sanitized FTS5 MATCH expression,
-        optionally only in `doc_ids` and in documents published (else added) on or after `since`."""
+    def bm25(self, terms: list[str], limit: int, doc_ids: list[str] | None = None, since: str | None = None,
+             *, also: list[str] | None = None) -> list[tuple[int, float]]:
+        """(passage id, BM25 score over every word given; lower is better) of the passages holding any
+        of `terms` and, when `also` is given, any of `also` too; optionally only in `doc_ids` and in
+        documents published (else added) on or after `since`. Words as `tokenize` returns them."""
+        if not terms:
+            return []
+        match = fts_any(terms) if not also else f"({fts_any(terms)}) AND ({fts_any(also)})"
         params: list = [match]
         if doc_ids is None and not since:  # no join needed: 2-3x faster on large indexes
             sql = "SELECT rowid, bm25(passages_fts) AS rank FROM passages_fts WHERE passages_fts MATCH ?"
