@@ -1,10 +1,10 @@
-"""APScheduler wiring: one CronTrigger job per digest schedule, rebuilt from SQLite.
+"""APScheduler wiring: one CronTrigger job per digest schedule, rebuilt from the schedules repository.
 
 APScheduler only wakes `digest_outbox.run_due` up. What is due and what a run covers come from the database
 and the service clock, so a late, coalesced, duplicate or missed wake-up never changes what is posted:
 - at start-up, `run_due` reconciles interrupted runs and posts whatever was missed while the bot was down
   (one catch-up digest per schedule, however long the outage);
-- a SYNC_SECONDS tick re-reads the schedules table (the CLI may change it from another process),
+- a SYNC_SECONDS tick re-reads the schedules (the CLI may change it from another process),
   adds, replaces or removes jobs, and runs `run_due` for retries and anything a busy lease made us skip.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _signature(schedule: Schedule) -> tuple:
 
 
 class DigestScheduler:
-    """An AsyncIOScheduler whose jobs mirror the digest_schedules table."""
+    """An AsyncIOScheduler whose jobs mirror the stored digest schedules."""
 
     def __init__(self, service: "Service"):
         self.service = service
