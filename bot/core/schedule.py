@@ -4,7 +4,7 @@ APScheduler only wakes `digest_outbox.run_due` up. What is due and what a run co
 and the service clock, so a late, coalesced, duplicate or missed wake-up never changes what is posted:
 - at start-up, `run_due` reconciles interrupted runs and posts whatever was missed while the bot was down
   (one catch-up digest per schedule, however long the outage);
-- a SYNC_SECONDS tick re-reads the schedules (the CLI may change it from another process),
+- a SYNC_SECONDS tick re-reads the schedules (the CLI may change them from another process),
   adds, replaces or removes jobs, and runs `run_due` for retries and anything a busy lease made us skip.
 """
 from __future__ import annotations
