@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from summarizer.encoder import Encoder
-from summarizer.text import readable, sentence_spans, trim_fillers, word_count, words
+from summarizer.text import STOPWORDS, readable, sentence_spans, trim_fillers, word_count, words
 
 MAX_POINTS = 5
 MAX_PARTS = 8
@@ -46,9 +46,7 @@ _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][\w&-]*[a-z][\w&-]*(?: [A-Z][\w&-]+)*")  
 _BACK_REFERENCES = frozenset("they them their he him his she her these those".split())
 _PERSONAL = frozenset("i we you ich wir du".split())  # chat, not statement (words() splits "I'm" to "i", "m")
 _TOPIC_SPLIT = re.compile(r"\s+[-–—|]\s+|[,;:!?()\[\]]|\s+(?:and|und)\s+|#\d+")
-_TOPIC_STOPWORDS = frozenset("""a an the of in on at to for from by with and or is are was be what why how who when
-where which this that its it vs via about into over new s der die das des dem den ein eine einer und oder
-ist sind was wie wer wird werden aus von zu zum zur mit für im in am auf über bei""".split())
+_TOPIC_STOPWORDS = STOPWORDS | frozenset("new over s via vs".split())  # and words of headlines
 
 
 @dataclass(frozen=True)

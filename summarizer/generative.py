@@ -15,6 +15,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import httpx
 import jinja2
 
+from summarizer.text import split_sentences
+
 DEFAULT_MAX_INPUT_TOKENS = 4096
 """Input cap when none is given: longer prompts are slow on CPU and beyond what small models handle."""
 
@@ -31,7 +33,6 @@ SYSTEM_PROMPT = (
 )
 
 _DELIMITER = re.compile(r"<\s*/?\s*document\s*>", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
 _LABEL = re.compile(r"^\s*(?:\*\*)?summary(?:\*\*)?\s*:\s*(?:\*\*)?", re.IGNORECASE)
 
 
@@ -359,8 +360,7 @@ def clean_summary(text: str, sentences: int) -> str:
     """Collapse whitespace, drop a leading "Summary:" label and keep the first ``sentences`` sentences."""
     text = _LABEL.sub("", _DELIMITER.sub(" ", text))
     text = " ".join(text.split())
-    parts = [p.strip() for p in _SENTENCE_END.split(text) if p.strip()]
-    return " ".join(parts[:sentences])
+    return " ".join(split_sentences(text)[:sentences])
 
 
 def abstractive_summary(

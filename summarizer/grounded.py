@@ -22,10 +22,10 @@ import numpy as np
 
 from bot.core.answer import Answer
 from bot.core.models import Hit, Source
-from bot.core.question import STOPWORDS, stem
+from bot.core.question import stem
 from summarizer.encoder import Encoder
 from summarizer.generative import Generator, _as_data, estimate_tokens
-from summarizer.text import readable, sentence_spans, words
+from summarizer.text import STOPWORDS, readable, sentence_spans, words
 
 log = logging.getLogger(__name__)
 

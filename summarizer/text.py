@@ -18,12 +18,24 @@ _LIST_ITEM = re.compile(r"(?:[-*•+]|\d+[.)]|[A-Z][\w .'-]{0,30}:)\s")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
-_STOPWORDS = {
+# The commonest words of each language the guesser tells apart.
+_LANGUAGE_MARKERS = {
     "en": {"the", "and", "of", "to", "is", "that", "in", "it", "for", "was", "with", "on", "as", "are", "this"},
     "de": {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "sich", "auch", "von", "dass"},
     "fr": {"le", "la", "les", "et", "est", "une", "des", "du", "que", "pour", "dans", "pas", "qui", "sur", "au"},
     "es": {"el", "la", "los", "las", "y", "es", "una", "del", "que", "para", "por", "con", "se", "no", "en"},
 }
+# Function words (English and German): what a question, an answer sentence or a topic label
+# shares with another text only by grammar, not by content.
+STOPWORDS = frozenset("""a an the of to in on for and or is are was were be been being who whom whose what
+when where which why how does do did has have had it its this that these those with by from as at about into
+than then there their they them he she his her i you we our your my me not no can could would should will
+shall may might must so if but also just very much many more most some any all one ever else such
+der die das des dem den ein eine einer eines einem einen und oder ist sind war waren wird werden wurde
+wurden hat haben hatte wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher
+welches welchen welchem mit von zu zum zur im in am an auf aus bei für nach über unter um nicht kein
+keine auch sich es er sie wir ihr man noch nur schon sehr viel viele mehr""".split())
+
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "zh": "Chinese"}
 
 
@@ -101,7 +113,7 @@ def guess_language(text: str) -> str:
     if len(_CJK.findall(sample)) / letters > 0.3:
         return "zh"
     tokens = [w.lower() for w in _WORD.findall(sample)]
-    scores = {lang: sum(t in stop for t in tokens) for lang, stop in _STOPWORDS.items()}
+    scores = {lang: sum(t in stop for t in tokens) for lang, stop in _LANGUAGE_MARKERS.items()}
     best = max(scores, key=scores.get)
     return best if scores[best] else "en"
 

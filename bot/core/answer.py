@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.core.models import Document, Hit, Source
-from bot.core.question import STOPWORDS, Question, analyse, phrases, stem
+from bot.core.question import Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
-from summarizer.text import readable, sentence_spans, trim_fillers, words
+from summarizer.text import STOPWORDS, readable, sentence_spans, trim_fillers, words
 
 
 @dataclass(frozen=True)

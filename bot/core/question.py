@@ -10,22 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from summarizer.text import GERMAN_MONTHS, guess_language, words
+from summarizer.text import GERMAN_MONTHS, STOPWORDS, guess_language, words
 
 PERSON, ORGANISATION, PLACE, NUMBER, DATE = "person", "organisation", "place", "number", "date"
 YES_NO, DEFINITION, LIST, OTHER = "yes-no", "definition", "list", "other"
 ENTITY = "entity"  # "Which genus ...", "What was Svalbard formerly called?": most often a name
 # Kinds whose answer is a short phrase that can lead the reply in bold.
 PHRASE_KINDS = frozenset({PERSON, ORGANISATION, PLACE, NUMBER, DATE, LIST, ENTITY})
-
-STOPWORDS = frozenset("""a an the of to in on for and or is are was were be been being who whom whose what
-when where which why how does do did has have had it its this that these those with by from as at about into
-than then there their they them he she his her i you we our your my me not no can could would should will
-shall may might must so if but also just very much many more most some any all one ever else such
-der die das des dem den ein eine einer eines einem einen und oder ist sind war waren wird werden wurde
-wurden hat haben hatte wer wen wem wessen was wann wo woher wohin warum wieso weshalb wie welche welcher
-welches welchen welchem mit von zu zum zur im in am an auf aus bei für nach über unter um nicht kein
-keine auch sich es er sie wir ihr man noch nur schon sehr viel viele mehr""".split())
 
 _MONTHS_EN = "january|february|march|april|may|june|july|august|september|october|november|december"
 _MONTHS_DE = "|".join(GERMAN_MONTHS)
