@@ -31,3 +31,24 @@ def test_readme_has_the_two_setup_commands():
     assert "bash .ci/run" in README
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest" in ci and "pip install --quiet -c constraints.txt -e '.[test]'" in ci
+
+
+def test_the_layout_maps_every_module():
+    """README's Layout names each module of bot/ and summarizer/ under its package's heading."""
+    layout = README.split("## Layout", 1)[1].split("```")[1]
+    blocks, heading = {}, ""
+    for line in layout.splitlines():
+        if re.match(r"^\S+/\s", line):
+            heading = line.split()[0]
+        blocks[heading] = blocks.get(heading, "") + line + "\n"
+    missing = []
+    for path in sorted((ROOT / "bot").rglob("*.py")) + sorted((ROOT / "summarizer").rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        package = f"{relative.parent}/"
+        if package in blocks:
+            if path.name not in blocks[package] and path.name != "__init__.py":
+                missing.append(str(relative))
+        elif str(relative) not in layout and path.name != "__init__.py":
+            missing.append(str(relative))
+    assert not missing
+
