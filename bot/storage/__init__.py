@@ -3,8 +3,8 @@
 Nothing outside this package opens a connection or writes SQL (tests/test_no_sql_outside_storage.py
 checks); a second backend replaces the modules here and nothing else.
 """
-from bot.storage.database import StoreError, utcnow
+from bot.storage.database import StoreError
 from bot.storage.documents import Tokenizer
 from bot.storage.store import Store
 
-__all__ = ["Store", "StoreError", "Tokenizer", "utcnow"]
+__all__ = ["Store", "StoreError", "Tokenizer"]
