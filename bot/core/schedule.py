@@ -20,6 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.digest_outbox import run_due
 from bot.core.digest_rules import DAY_NAMES, Schedule
+from bot.core.feeds import add_feed_job
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -90,8 +91,6 @@ class DigestScheduler:
 async def run(service: "Service", settings: "Settings | None" = None) -> None:
     """Run the scheduler until cancelled (what `digestbot run` starts beside the adapters):
     the digest jobs, plus the feed poller on the same AsyncIOScheduler."""
-    from bot.core.feeds import add_feed_job
-
     scheduler = DigestScheduler(service)
     try:
         await scheduler.start()
