@@ -55,7 +55,8 @@ def _without_lone_surrogates(request: Request) -> Request:
     )
 
 
-def utc_now() -> dt.datetime:
+def system_clock() -> dt.datetime:
+    """The default clock: the system's time, in UTC (tests inject their own)."""
     return dt.datetime.now(dt.timezone.utc)
 
 
@@ -248,7 +249,7 @@ class BackgroundEmbedder:
 
 class Service:
     def __init__(self, settings: Settings, store: Store, models: Models,
-                 clock: Callable[[], dt.datetime] = utc_now, commands: Registry | None = None):
+                 clock: Callable[[], dt.datetime] = system_clock, commands: Registry | None = None):
         self.settings = settings
         self.commands = commands if commands is not None else load_commands()
         self.store = store
@@ -474,5 +475,5 @@ class Service:
         return status
 
 
-def open_service(settings: Settings, clock: Callable[[], dt.datetime] = utc_now) -> Service:
+def open_service(settings: Settings, clock: Callable[[], dt.datetime] = system_clock) -> Service:
     return Service(settings, Store.open(settings.db_path), Models.from_settings(settings), clock)
