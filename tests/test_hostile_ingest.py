@@ -9,9 +9,9 @@ import os
 import pytest
 
 from bot.core.fetch import add_bytes
-from bot.core.ingest import MAX_DOCUMENT_CHARS, MAX_FILE_BYTES, MAX_PASSAGES, index_paths
+from bot.core.ingest import MAX_DOCUMENT_CHARS, MAX_FILE_BYTES, MAX_PASSAGES, build_document, index_paths
 from bot.core.models import Actor
-from bot.core.store import Store
+from bot.core.store import Store, StoreError
 
 MEMBER = Actor("member", "A member")
 NOTE = "# Orchard notes\n\nPrune the apple trees in late winter, before the buds swell.\n"
@@ -157,3 +157,17 @@ def test_sidecar_that_links_out_of_the_folder_is_not_read(folders, store: Store)
     report = index_paths(store, [docs])
     assert report.added == 1
     assert [d.title for d in store.documents()] == ["Orchard notes"]
+
+
+def test_a_colliding_document_id_replaces_nothing(store: Store):
+    """Ids carry 64 bits of the path's hash; an id that is taken by another path is refused."""
+    first = build_document("The quarterly offsite moves to Brest.", path="https://team.example/offsite")
+    store.replace_document(*first)
+    assert len(first[0].id.rsplit("-", 1)[1]) == 16
+    forged = build_document("FORGED: wire the fee to this account.", path="https://evil.example/offsite",
+                            doc_id=first[0].id)
+    with pytest.raises(StoreError):
+        store.replace_document(*forged)
+    kept = store.document(first[0].id)
+    assert kept.path == "https://team.example/offsite"
+    assert "FORGED" not in store.document_text(first[0].id)

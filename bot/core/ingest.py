@@ -131,8 +131,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _doc_id(path: str) -> str:
+    """The file stem plus 64 bits of the path's hash: anyone may choose a URL for /add, and an id
+    that another path could be made to hash to would let it replace that document."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(path).stem).strip("-")[:40] or "doc"
-    return f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:6]}"
+    return f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:16]}"
 
 
 def read_sidecar(file: Path, warnings: list[str]) -> dict[str, dict[str, str]]:

@@ -11,7 +11,7 @@ import numpy as np
 import sqlite_utils
 
 from bot.core.models import Document, Passage
-from bot.storage.database import Database, migrations, utcnow
+from bot.storage.database import Database, StoreError, migrations, utcnow
 
 
 @migrations()
@@ -166,7 +166,13 @@ class DocumentRepository:
                                 [needle, needle, lowered, lowered])
 
     def replace_document(self, doc: Document, text: str, passages: list[tuple[int, int, str, str]]) -> None:
-        """Insert or replace a document and its passages (start, end, text, hash) atomically."""
+        """Insert or replace a document and its passages (start, end, text, hash) atomically.
+
+        A document replaces the one with its id or its path; an id held by another path is refused,
+        so no document can be overwritten through a colliding id."""
+        owner = self.db.execute("SELECT path FROM documents WHERE id = ?", [doc.id]).fetchone()
+        if owner and owner[0] != doc.path:
+            raise StoreError(f"document id {doc.id} already belongs to {owner[0]}; nothing was changed")
         with self.database.transaction():
             self.db.execute("DELETE FROM passages WHERE doc_id = ?", [doc.id])
             self.db.execute("DELETE FROM documents WHERE id = ? OR path = ?", [doc.id, doc.path])
