@@ -266,12 +266,14 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
 
 def _claim_text(candidate: Candidate) -> str:
     """The sentence as the answer line shows it: fillers trimmed, the sentence before it kept when
-    this one opens with a pronoun that only that sentence explains, and what `_claim_spans` adds."""
+    this one opens with a pronoun that only that sentence explains (not when that is a heading: "There
+    are several tools" after "What programs manage packages?"), and what `_claim_spans` adds."""
     text = candidate.hit.passage.text
     spans = _claim_spans(candidate)
     claim = trim_fillers(readable(candidate.sentence))
-    if candidate.context < candidate.start and _ANAPHOR.match(claim):
-        claim = f"{trim_fillers(readable(text[candidate.context:candidate.start]))} {claim}"
+    before = text[candidate.context:candidate.start]
+    if before and _ANAPHOR.match(claim) and not _is_heading(before):
+        claim = f"{trim_fillers(readable(before))} {claim}"
     return " ".join([claim] + [readable(text[a:b]) for a, b in spans[1:]])
 
 
