@@ -122,7 +122,7 @@ async def test_connects_identifies_without_privileged_intents_and_syncs_registry
         cmd = top if spec.group is None else next(o for o in top["options"] if o["name"] == spec.leaf)
         assert cmd["description"] == spec.help[:100]
         options = {o["name"]: o for o in cmd.get("options", [])}
-        uploads = name in discord_bot.UPLOAD_COMMANDS  # /add: a url, or an attached file instead
+        uploads = spec.accepts_file  # /add: a url, or an attached file instead
         assert set(options) == {p.name for p in spec.params} | {"private"} | ({"file"} if uploads else set())
         assert options["private"]["type"] == 5 and not options["private"].get("required")
         if uploads:

@@ -32,12 +32,10 @@ class ConsolePoster:
 
 
 def to_request(line: str, commands: Registry, target: Target = CONSOLE_TARGET) -> Request | None:
-    """A typed line -> Request: `/command args` or `@digestbot question`; blank lines -> None."""
+    """A typed `/command args` line -> Request; blank lines -> None."""
     line = line.strip()
     if not line:
         return None
-    if line.lower().startswith(MENTION):
-        return Request("ask", {"question": line[len(MENTION):].strip()}, LOCAL_ADMIN, target)
     if not line.startswith("/"):
         raise UserError("Type /help for commands, or @digestbot followed by a question.")
     name, args = commands.parse(line)
@@ -45,6 +43,9 @@ def to_request(line: str, commands: Registry, target: Target = CONSOLE_TARGET) -
 
 
 async def respond(service: Service, line: str) -> Reply | None:
+    """The reply to a typed line: `@digestbot question` is a mention, anything else a command."""
+    if line.strip().lower().startswith(MENTION):
+        return await service.mention(line.strip()[len(MENTION):], LOCAL_ADMIN, CONSOLE_TARGET)
     try:
         request = to_request(line, service.commands)
     except UserError as exc:

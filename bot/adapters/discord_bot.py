@@ -23,7 +23,6 @@ from discord.http import Route
 
 from bot.adapters.render_discord import DiscordMessage, choice_name, one_line, render, render_quote, run_key_of
 from bot.config import Settings
-from bot.core.fetch import MAX_BYTES, add_bytes, check_add_allowed
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.registry import GROUPS, Command
 from bot.core.service import Service
@@ -34,9 +33,7 @@ DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
 ACK_DEADLINE = 2.0  # seconds a fast command may take before we defer (Discord allows 3)
 PRIVATE = "private"  # the option every command gets: answer only to the person who asked
-FILE = "file"  # the attachment option of UPLOAD_COMMANDS: index this file instead (its params become optional)
-UPLOAD_COMMANDS = ("add",)
-VOTED_COMMANDS = ("ask", "summary")  # replies that are answers get 👍/👎
+FILE = "file"  # the attachment option of commands that accept a file: index it instead (params become optional)
 MAX_SOURCE_BUTTONS = 10
 MAX_COMPONENTS = 25  # buttons in one message (5 rows of 5)
 CUSTOM_ID_LIMIT = 100
@@ -124,15 +121,15 @@ def answer_subject(command: str, reply: Reply) -> str:
     return f"{command}:{digest}"
 
 
-def reply_view(command: str, reply: Reply, message: DiscordMessage, *, last: bool) -> discord.ui.View | None:
+def reply_view(cmd: Command | None, reply: Reply, message: DiscordMessage, *, last: bool) -> discord.ui.View | None:
     """Buttons for one rendered message: sources and votes after an answer's last message, and
     votes for the digest items shown in this message."""
     items: list[discord.ui.Item[Any]] = []
     if last and reply.ok:
         items += [ShowSource(s.passage_id, s.n) for s in reply.sources if s.passage_id is not None]
         del items[MAX_SOURCE_BUTTONS:]
-        if command in VOTED_COMMANDS and reply.sources:
-            subject = answer_subject(command, reply)
+        if cmd is not None and cmd.votable and reply.sources:
+            subject = answer_subject(cmd.name, reply)
             items += [Vote(True, subject), Vote(False, subject)]
     for n, item in message.items:
         items += [Vote(True, f"digest:{item.doc_id}", str(n)), Vote(False, f"digest:{item.doc_id}", str(n))]
@@ -144,12 +141,13 @@ def reply_view(command: str, reply: Reply, message: DiscordMessage, *, last: boo
     return view
 
 
-def _send_kwargs(command: str, reply: Reply) -> list[dict[str, Any]]:
+def _send_kwargs(cmd: Command | None, reply: Reply) -> list[dict[str, Any]]:
+    """Send arguments for each message of a reply to `cmd` (None: a digest), with their buttons."""
     messages = render(reply)
     out = []
     for k, message in enumerate(messages, 1):
         kwargs = message.kwargs()
-        view = reply_view(command, reply, message, last=k == len(messages))
+        view = reply_view(cmd, reply, message, last=k == len(messages))
         if view is not None:
             kwargs["view"] = view
         out.append(kwargs)
@@ -224,7 +222,7 @@ class _DigestBot:
 
         if any(p.name in (PRIVATE, FILE) for p in cmd.params):
             raise ValueError(f"/{cmd.name}: a parameter may not be called {PRIVATE!r} or {FILE!r}")
-        uploads = cmd.name in UPLOAD_COMMANDS
+        uploads = cmd.accepts_file
         kw = inspect.Parameter.KEYWORD_ONLY
         signature = [inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                        annotation=discord.Interaction)]
@@ -272,7 +270,7 @@ class _DigestBot:
             if not done:
                 await interaction.response.defer(thinking=True, ephemeral=private)
         reply = await task
-        for kwargs in _send_kwargs(cmd.name, reply):
+        for kwargs in _send_kwargs(cmd, reply):
             if interaction.response.is_done():
                 await interaction.followup.send(**kwargs, ephemeral=private)
             else:
@@ -282,7 +280,7 @@ class _DigestBot:
         """The core's reply: to the command, or for an upload command with a file, to indexing the file."""
         if upload is not None:
             return await add_attachment(self.service, request.actor, upload)
-        if cmd.name in UPLOAD_COMMANDS and any(p.required and p.name not in request.args for p in cmd.params):
+        if cmd.accepts_file and any(p.required and p.name not in request.args for p in cmd.params):
             needs = " or ".join(p.name for p in cmd.params if p.required)
             return Reply(f"/{cmd.name} needs a {needs} or an attached {FILE}.", ok=False, title="Sorry")
         return await self.service.handle(request)
@@ -323,12 +321,9 @@ class _DigestBot:
                 log.warning("could not report an error to Discord: %s", exc)
 
     async def _answer_mention(self, message: discord.Message, question: str) -> None:
-        if not question:
-            await message.reply("Mention me with a question, e.g. `@digestbot what changed this week?`")
-            return
         destination: discord.abc.Messageable = message.channel
         reference: discord.Message | None = message
-        if isinstance(message.channel, discord.TextChannel):
+        if question and isinstance(message.channel, discord.TextChannel):
             try:
                 destination = await message.create_thread(name=one_line(question, 100))
                 reference = None  # the thread starts at the question
@@ -336,11 +331,10 @@ class _DigestBot:
                 log.info("no thread for a mention in %s (%s); replying in the channel", message.channel.id, exc)
         author = message.author
         actor = Actor(str(author.id), author.display_name)
-        request = Request("ask", {"question": question}, actor,
-                          _target(message.guild and message.guild.id, destination, message.channel.id))
+        target = _target(message.guild and message.guild.id, destination, message.channel.id)
         async with destination.typing():
-            reply = await self.service.handle(request)
-        for kwargs in _send_kwargs("ask", reply):
+            reply = await self.service.mention(question, actor, target)
+        for kwargs in _send_kwargs(self.service.commands.get(reply.command or ""), reply):
             await destination.send(**kwargs, reference=reference, mention_author=False)  # type: ignore[call-arg]
             reference = None
 
@@ -381,7 +375,7 @@ class DiscordPoster:
         """Returns the first message's link; a digest's first footer carries its run key (see `find`)."""
         channel = await self._channel(target)
         try:
-            sent = [await channel.send(**kwargs) for kwargs in _send_kwargs("digest", reply)]
+            sent = [await channel.send(**kwargs) for kwargs in _send_kwargs(None, reply)]
         except discord.RateLimited as exc:
             raise PostError(f"Discord rate limit on channel {channel.id}", retry_after=exc.retry_after) from None
         except discord.Forbidden as exc:  # a person can grant the permission: keep retrying
@@ -416,12 +410,11 @@ class DiscordPoster:
 
 
 async def add_attachment(service: Service, actor: Actor, attachment: discord.Attachment) -> Reply:
-    """Index an attached file. Who may add, and the size Discord reports, are checked before downloading."""
+    """Download an attached file for the core to index; the core's upload policy and limits are
+    asked first, with the size Discord reports, so nothing is downloaded that would be refused."""
     name = attachment.filename
     try:
-        check_add_allowed(service, actor)
-        if attachment.size > MAX_BYTES:
-            raise UserError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
+        service.check_upload(actor, name, attachment.size)
     except UserError as exc:
         return Reply(str(exc), ok=False, title="Sorry")
     try:
@@ -431,7 +424,7 @@ async def add_attachment(service: Service, actor: Actor, attachment: discord.Att
         return Reply(f"{name}: the attachment could not be downloaded; not indexed.", ok=False, title="Sorry")
     # The CDN link without its expiring signature: a stable name for the document.
     url = attachment.url.split("?", 1)[0]
-    return await add_bytes(service, actor, data, name=name, content_type=attachment.content_type or "", url=url)
+    return await service.upload(actor, data, name=name, content_type=attachment.content_type or "", url=url)
 
 
 async def run(service: Service, settings: Settings) -> None:

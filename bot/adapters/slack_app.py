@@ -37,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, render
 from bot.config import Settings
-from bot.core.fetch import MAX_BYTES, TIMEOUT_S, add_bytes, check_add_allowed
+from bot.core.fetch import TIMEOUT_S
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.registry import Registry
 from bot.core.service import Service
@@ -316,7 +316,7 @@ class SlackAdapter:
         reply = await self.service.handle(Request(name, args, actor, target))
         share = json.dumps({"c": name, "a": args})
         buttons = [Button("Share in channel", SHARE_ACTION, share)] if (
-            reply.ok and not cmd.admin and len(share) <= BUTTON_VALUE_LIMIT) else []
+            reply.ok and cmd.shareable and len(share) <= BUTTON_VALUE_LIMIT) else []
         await self._respond(respond, render(reply, buttons), response_type="ephemeral")
 
     async def _is_admin(self, client: AsyncWebClient, user_id: str) -> bool:
@@ -347,7 +347,7 @@ class SlackAdapter:
         """Run the lookup again for the person who pressed the button and post it in the channel."""
         value = json.loads(action["value"])
         cmd = self.service.commands.get(value.get("c", ""))
-        if cmd is None or cmd.admin:
+        if cmd is None or not cmd.shareable:
             return
         who = body["user"]
         target = Target("slack", body["team"]["id"], body["channel"]["id"])
@@ -372,8 +372,7 @@ class SlackAdapter:
         else:
             question = plain_text(event.get("text", ""), drop_user=context.bot_user_id)
             target = Target("slack", body.get("team_id") or context.team_id, event["channel"], thread)
-            name, args = ("ask", {"question": question}) if question else ("help", {})
-            replies = [await self.service.handle(Request(name, args, Actor(event.get("user", "")), target))]
+            replies = [await self.service.mention(question, Actor(event.get("user", "")), target)]
         await self._post_replies(client, event["channel"], replies, thread)
 
     # -- files -----------------------------------------------------------------------------------
@@ -388,29 +387,28 @@ class SlackAdapter:
         await self._post_replies(client, event["channel_id"], [reply], None)
 
     async def _add_file(self, client: AsyncWebClient, file: dict, user_id: str) -> Reply:
-        """Download a shared file with the bot token and index it as `add` does (any failure is the reply)."""
+        """Download a shared file with the bot token for the core to index (any failure is the reply)."""
         try:
             admin = self.service.settings.add_policy != "everyone" and await self._is_admin(client, user_id)
             actor = Actor(user_id, is_admin=admin)
-            check_add_allowed(self.service, actor)  # before downloading anything
+            self.service.check_upload(actor, _file_name(file), file.get("size"))  # before downloading anything
             if not file.get("url_private"):  # events may carry only the id (e.g. file_shared)
                 file = (await client.files_info(file=file["id"]))["file"]
-            data = await self._download(client, file)
+            data = await self._download(client, file, actor)
         except UserError as exc:
             return Reply(str(exc), ok=False, title="Sorry")
         except SlackApiError as exc:
             log.warning("files.info for %s failed: %s", file.get("id"), exc.response.get("error"))
             return Reply("That file could not be read from Slack; not indexed.", ok=False, title="Sorry")
-        return await add_bytes(self.service, actor, data, name=_file_name(file),
-                               content_type=file.get("mimetype") or "", url=file.get("permalink") or file["url_private"])
+        return await self.service.upload(actor, data, name=_file_name(file), content_type=file.get("mimetype") or "",
+                                         url=file.get("permalink") or file["url_private"])
 
-    async def _download(self, client: AsyncWebClient, file: dict) -> bytes:
-        """A file's bytes from `url_private`, at most MAX_BYTES, within TIMEOUT_S. The bot token is
-        only sent to Slack's file host (or the configured API host, e.g. a test double)."""
+    async def _download(self, client: AsyncWebClient, file: dict, actor: Actor) -> bytes:
+        """A file's bytes from `url_private` within TIMEOUT_S, stopped as soon as the core's upload
+        limit is passed. The bot token is only sent to Slack's file host (or the configured API host,
+        e.g. a test double)."""
         name, url = _file_name(file), yarl.URL(file["url_private"])
-        too_large = UserError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
-        if (file.get("size") or 0) > MAX_BYTES:
-            raise too_large
+        self.service.check_upload(actor, name, file.get("size"))  # files.info may have told the size
         if url.origin() not in (yarl.URL(f"https://{FILES_HOST}"), yarl.URL(client.base_url).origin()):
             raise UserError(f"{name}: not a Slack file link; not indexed.")
         chunks, size = [], 0
@@ -424,8 +422,7 @@ class SlackAdapter:
                                     "granted?); not indexed.")
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     size += len(chunk)
-                    if size > MAX_BYTES:
-                        raise too_large
+                    self.service.check_upload(actor, name, size)
                     chunks.append(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             log.warning("downloading Slack file %s failed: %s", file.get("id"), exc)

@@ -292,17 +292,23 @@ def added_reply(added: Added, searchable: str = "") -> Reply:
                        "published": doc.published, "passages": added.passages, "searchable": searchable})
 
 
+def check_upload(service: "Service", actor: Actor, name: str, size: int | None = None) -> None:
+    """The upload policy: may `actor` add documents, and is `size` (bytes, when known) within MAX_BYTES.
+    UserError with a one-line reason if not. Adapters ask before downloading, and while streaming."""
+    check_add_allowed(service, actor)
+    if size is not None and size > MAX_BYTES:
+        raise UserError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
+
+
 async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str, content_type: str,
                     url: str) -> Reply:
     """Index an uploaded file (Discord attachment, Slack file share); `url` is its link.
 
-    Adapters call this directly (attachments are not command args); it answers like `handle`
-    does for bad input: a Reply with ok=False and a one-line reason.
+    Adapters reach this through `Service.upload` (attachments are not command args); it answers like
+    `handle` does for bad input: a Reply with ok=False and a one-line reason.
     """
     try:
-        check_add_allowed(service, actor)
-        if len(data) > MAX_BYTES:
-            raise FetchError(f"{name}: larger than {MAX_BYTES / 2**20:g} MB; not indexed.")
+        check_upload(service, actor, name, len(data))
         media = content_type.split(";", 1)[0].strip().lower()
         charset = _CHARSET.search(content_type)
         extracted = await service.in_worker(extract, data, content_type=media, name=name,
@@ -314,7 +320,8 @@ async def add_bytes(service: "Service", actor: Actor, data: bytes, *, name: str,
         return Reply(str(exc), ok=False, title="Sorry")
 
 
-@command("add", Param("url", "Web address (http or https) of a page, PDF, Markdown or text file"), slow=True)
+@command("add", Param("url", "Web address (http or https) of a page, PDF, Markdown or text file"), slow=True,
+         accepts_file=True)
 async def add_command(service: "Service", request: Request) -> Reply:
     """Fetch a web page or file by its URL and index it."""
     check_add_allowed(service, request.actor)

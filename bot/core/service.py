@@ -18,10 +18,11 @@ import numpy as np
 
 from bot.config import Settings
 from bot.core.answer import Answer, answer_question
+from bot.core import fetch
 from bot.core.feeds import feed_status
 from bot.core.ingest import content_hash
-from bot.core.models import Document, Hit, Reply, Request, Source, Target, UserError
-from bot.core.registry import Registry, load_commands
+from bot.core.models import Actor, Document, Hit, Reply, Request, Source, Target, UserError
+from bot.core.registry import Registry, command_prefix, load_commands
 from bot.core.retrieve import Retriever, clean_query, parse_since
 from bot.core.store import Store, StoreError
 from summarizer import Models, Summary, use_threads
@@ -305,7 +306,9 @@ class Service:
         request = _without_lone_surrogates(request)
         try:
             cmd = self.commands.validate(request)
-            return await cmd.handler(self, request)
+            reply = await cmd.handler(self, request)
+            reply.command = cmd.name
+            return reply
         except UserError as exc:
             return Reply(str(exc), ok=False, title="Sorry")
         except StoreError as exc:
@@ -314,6 +317,28 @@ class Service:
         except Exception:
             log.exception("command /%s failed", request.command)
             return Reply("Something went wrong on our side; the error was logged.", ok=False, title="Error")
+
+    async def mention(self, text: str, actor: Actor, target: Target) -> Reply:
+        """What a message addressed to the bot (an @mention, its text without the mention) gets on
+        every platform: a question is answered like `ask`; nothing but the mention gets a short help."""
+        question = text.strip()
+        if not question:
+            prefix = command_prefix(target.platform)
+            return Reply(f"Mention me with a question, e.g. _@digestbot what changed this week?_ "
+                         f"`{prefix}help` lists the commands.", title="digestbot")
+        return await self.handle(Request("ask", {"question": question}, actor, target))
+
+    upload_limit = fetch.MAX_BYTES  # bytes: adapters stop downloading a file past this
+
+    def check_upload(self, actor: Actor, name: str, size: int | None = None) -> None:
+        """Raise UserError (one line) when `actor` may not add documents or `size` is over the limit:
+        adapters ask before downloading a file, with the size the platform reports."""
+        fetch.check_upload(self, actor, name, size)
+
+    async def upload(self, actor: Actor, data: bytes, *, name: str, content_type: str, url: str) -> Reply:
+        """Index a file sent with a command that `accepts_file`, or with a mention; `url` is its link.
+        The policy and limits are checked again here; bad input is a Reply(ok=False), like `handle`."""
+        return await fetch.add_bytes(self, actor, data, name=name, content_type=content_type, url=url)
 
     def timestamp(self) -> str:
         """The service clock's time as the store keeps times (ISO 8601 to the second, UTC)."""
