@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 from bot.core.registry import Param, command
 from bot.core.digest_outbox import Lease, LeaseLost, post_digest
-from bot.core.digest_post import build_items, count, digest_data, digest_reply, local_time, new_documents
+from bot.core.digest_post import (build_items, count, digest_data, digest_reply, find_stories, local_time,
+                                  new_documents)
 from bot.core.digest_rules import (EMPTY, FAILED, PENDING, POSTED, UNKNOWN, Run, Schedule, days_text, iso,
                                    next_fire, parse_days, parse_time, parse_timezone)
 from bot.core.models import Reply, Request, Target, UserError
@@ -35,12 +36,13 @@ async def digest_preview(service: "Service", request: Request) -> Reply:
     """Show what this channel's next digest would contain (posts nothing)."""
     target = request.target
     items, remaining = await build_items(service, target)
+    stories = find_stories(service, target, items)
     schedule = service.store.schedules.schedule_for(target)
     zone = schedule.zone if schedule else ZoneInfo(service.settings.timezone)
-    data = digest_data(target, service.store.schedules.last_posted_at(target), items)
+    data = digest_data(target, service.store.schedules.last_posted_at(target), items, stories)
     if not items:
         return Reply("Nothing new for this channel since its last digest.", title="Digest preview", data=data)
-    reply = digest_reply(items, remaining, zone, service.clock(), None, "preview")
+    reply = digest_reply(items, remaining, zone, service.clock(), None, "preview", stories)
     when = schedule and not schedule.paused and local_time(next_fire(schedule, service.clock()), zone)
     reply.text += f"\nNext scheduled digest: {when}." if when else "\nNo active schedule: /digest now posts it."
     reply.title, reply.data = f"Digest preview: {count(len(items))}", data
@@ -68,7 +70,8 @@ async def digest_now(service: "Service", request: Request) -> Reply:
         raise UserError("Another digest runner took over; nothing was posted.") from None
     finally:
         lease.release()
-    data = digest_data(target, outcome.since, outcome.items if outcome.status == POSTED else [])
+    posted = outcome.status == POSTED
+    data = digest_data(target, outcome.since, outcome.items if posted else [], outcome.stories if posted else [])
     if outcome.status == FAILED:
         return Reply(f"The digest could not be posted: {outcome.error}. Its documents stay new for this channel.",
                      ok=False, title="Digest not posted", data=data)

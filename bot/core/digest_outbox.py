@@ -22,13 +22,14 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.core.digest_post import build_items, digest_reply
+from bot.core.digest_post import build_items, digest_reply, find_stories
 from bot.core.digest_rules import EMPTY, FAILED, PENDING, POSTED, UNKNOWN, Period, Schedule, due_period, run_key
 from bot.core.models import DigestItem, PostError, Target
+from bot.core.stories import Story
 from bot.core.store import Store
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Outcome:
     since: dt.datetime | None
     error: str | None = None
     note: bool = False
+    stories: list[Story] = field(default_factory=list)
 
 
 def _retry_at(now: dt.datetime, attempts: int, error: PostError | None) -> dt.datetime:
@@ -99,7 +101,8 @@ async def post_digest(service: "Service", lease: Lease, target: Target, key: str
         if period:
             runs.record_run(key, schedule.id, target, period, [], now, status=EMPTY)
         return Outcome(key, EMPTY, [], since)
-    reply = digest_reply(items, remaining, zone, now, period, key)
+    stories = find_stories(service, target, items)
+    reply = digest_reply(items, remaining, zone, now, period, key, stories)
     doc_ids = [item.doc_id for item in items]
     lease.keep()
     runs.record_run(key, schedule and schedule.id, target, period, doc_ids, now)
@@ -113,9 +116,10 @@ async def post_digest(service: "Service", lease: Lease, target: Target, key: str
         retry = period is not None and not (error and error.permanent)
         runs.record_failed(key, str(exc) or type(exc).__name__,
                            _retry_at(now, attempts, error) if retry else None, service.clock())
-        return Outcome(key, FAILED, items, since, str(exc))
-    runs.record_posted(key, target, ref, doc_ids, service.clock(), status=POSTED if items else EMPTY)
-    return Outcome(key, POSTED, items, since) if items else Outcome(key, EMPTY, [], since, note=True)
+        return Outcome(key, FAILED, items, since, str(exc), stories=stories)
+    runs.record_posted(key, target, ref, doc_ids, service.clock(), status=POSTED if items else EMPTY,
+                       stories=[(s.label, list(s.doc_ids), list(s.names)) for s in stories])
+    return Outcome(key, POSTED, items, since, stories=stories) if items else Outcome(key, EMPTY, [], since, note=True)
 
 
 async def reconcile(service: "Service") -> None:

@@ -2,13 +2,18 @@
 that carries them (the platform's poster renders and sends it)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
+from bot.core import stories as story_rules
 from bot.core.digest_rules import Period, iso
 from bot.core.models import DigestItem, Document, Reply, Target
+from bot.core.stories import Story, StoryDoc
 from bot.core.store import Store
 
 if TYPE_CHECKING:
@@ -46,6 +51,42 @@ async def build_items(service: "Service", target: Target,
     return items, len(new) - len(items)
 
 
+def _vectors(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray | None]:
+    """Each document's vector: the mean of its passage vectors cached in the store (None: not embedded yet)."""
+    store = service.store
+    owner = {p.id: doc_id for doc_id in doc_ids for p in store.passages(doc_id)}
+    ids, matrix = store.passage_vectors_of(service.models.encoder_id, np.fromiter(owner, dtype=np.int64))
+    rows: dict[str, list[int]] = {}
+    for row, passage_id in enumerate(ids):
+        rows.setdefault(owner[int(passage_id)], []).append(row)
+    return {doc_id: story_rules.document_vector(matrix[rows[doc_id]]) if doc_id in rows else None
+            for doc_id in doc_ids}
+
+
+def find_stories(service: "Service", target: Target, items: list[DigestItem]) -> list[Story]:
+    """The items grouped into stories (in item order), each group marked with the earlier digest's story
+    it continues, if this channel was shown that story before."""
+    store = service.store
+    documents = {doc.id: doc for doc in (store.document(item.doc_id) for item in items) if doc}
+    vectors = _vectors(service, list(documents))
+    docs = [StoryDoc(doc.id, doc.title, story_rules.names(doc.title, store.document_text(doc.id), doc.language),
+                     vectors[doc.id]) for doc in documents.values()]
+    found = story_rules.group(docs)
+    earlier = store.schedules.posted_stories(target)
+    if not earlier:
+        return found
+    earlier_vectors = _vectors(service, sorted({i for story in earlier for i in story.doc_ids}))
+    candidates = [(n, story.names, story_rules.story_vector([earlier_vectors.get(i) for i in story.doc_ids]))
+                  for n, story in enumerate(earlier)]
+    marked = []
+    for story in found:
+        match = story_rules.update_of(story, story_rules.story_vector([vectors[i] for i in story.doc_ids]),
+                                      candidates)
+        marked.append(story if match is None else dataclasses.replace(
+            story, update_of=(earlier[match].label, earlier[match].posted_at)))
+    return marked
+
+
 def day_label(moment: dt.datetime, zone: ZoneInfo) -> str:
     local = moment.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %Y}"
@@ -60,22 +101,65 @@ def count(n: int) -> str:
     return f"{n} new document" + ("" if n == 1 else "s")
 
 
+def story_heading(story: Story) -> str:
+    """How a grouped story is introduced: its label, and for a follow-up the day it was first shown."""
+    if story.update_of:
+        when = story.update_of[1]
+        return f"New on a story from {when.day} {when:%b}: {story.label}"
+    return f"Story: {story.label}"
+
+
+def in_story_order(items: list[DigestItem], stories: list[Story]) -> list[DigestItem]:
+    """The items with each story's documents together, the story's heading before its first item's brief
+    (renderers show a story as consecutive items without knowing about stories)."""
+    by_id = {item.doc_id: item for item in items}
+    ordered = []
+    for story in stories:
+        members = [by_id[i] for i in story.doc_ids if i in by_id]
+        if (story.grouped or story.update_of) and members:
+            first = members[0]
+            size = f" ({len(members)} documents)" if len(members) > 1 else ""
+            members[0] = dataclasses.replace(first, summary=f"{story_heading(story)}{size}. {first.summary}")
+            members[1:] = [dataclasses.replace(m, summary=f"Same story: {story.label}. {m.summary}")
+                           for m in members[1:]]
+        ordered += members
+    placed = {item.doc_id for item in ordered}
+    return ordered + [item for item in items if item.doc_id not in placed]
+
+
 def digest_reply(items: list[DigestItem], remaining: int, zone: ZoneInfo, now: dt.datetime,
-                 period: Period | None, key: str) -> Reply:
-    """The post: a header with the period and count, then the items (the renderer splits long ones)."""
+                 period: Period | None, key: str, stories: list[Story] = ()) -> Reply:
+    """The post: a header with the period and count, the grouped stories, then the items (the renderer
+    splits long ones)."""
     moment = period.end if period else now
     lines = []
     if period and period.fires > 1:
         lines.append(f"Catch-up digest: covers **{period.days(zone)} days** ({day_label(period.start, zone)} to "
                      f"{day_label(period.end, zone)}), {period.fires} scheduled digests in one.")
+    shown = [story for story in stories if story.grouped or story.update_of]
     lines.append(f"**{count(len(items))}**, newest first." if items else "Nothing new since the last digest.")
+    items = in_story_order(items, stories)
+    number = {item.doc_id: n for n, item in enumerate(items, 1)}
+    for story in shown:
+        numbers = sorted(number[i] for i in story.doc_ids if i in number)
+        span = f"items {numbers[0]}–{numbers[-1]}" if len(numbers) > 1 else f"item {numbers[0]}"
+        lines.append(f"• **{story_heading(story)}**: {span}")
     if remaining:
         lines.append(f"_{remaining} more follow in the next digest._")
     return Reply("\n".join(lines), title=f"Digest · {day_label(moment, zone)}", items=items, data={"run": key})
 
 
-def digest_data(target: Target, since: dt.datetime | None, items: list[DigestItem]) -> dict:
-    """The JSON object scripts get from `digest preview/now --json`."""
+def stories_data(stories: list[Story]) -> list[dict]:
+    return [{"label": s.label, "doc_ids": list(s.doc_ids),
+             "update_of": s.update_of and {"label": s.update_of[0], "posted_at": iso(s.update_of[1])}}
+            for s in stories]
+
+
+def digest_data(target: Target, since: dt.datetime | None, items: list[DigestItem],
+                stories: list[Story] = ()) -> dict:
+    """The JSON object scripts get from `digest preview/now --json` (a document outside any group is a
+    story of one)."""
     return {"target": target.key, "since": since and iso(since),
             "items": [{"doc_id": i.doc_id, "title": i.title, "path": i.path, "url": i.url, "summary": i.summary}
-                      for i in items]}
+                      for i in items],
+            "stories": stories_data(stories)}

@@ -4,11 +4,13 @@
 - `digest_runs`: one row per run, keyed as digest_rules.run_key says (or one per `digest now`).
 - `digest_posted`: every (channel, document) ever posted.
 - `leases`: named leases with a holder and an expiry.
+- `digest_stories`: the stories (label, documents, names) each posted run showed, for follow-ups.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 import sqlite_utils
 
@@ -39,6 +41,22 @@ def m003_digests(db: sqlite_utils.Database) -> None:
     db["digest_posted"].create({"target": str, "doc_id": str, "run_key": str, "posted_at": str},
                                pk=("target", "doc_id"))
     db["leases"].create({"name": str, "holder": str, "expires_at": str}, pk="name")
+
+
+@migrations()
+def m006_digest_stories(db: sqlite_utils.Database) -> None:
+    db["digest_stories"].create({"id": int, "run_key": str, "target": str, "label": str, "doc_ids": str,
+                                 "names": str, "posted_at": str}, pk="id")
+    db["digest_stories"].create_index(["target", "posted_at"])
+
+
+@dataclass(frozen=True)
+class PostedStory:
+    run_key: str
+    label: str
+    doc_ids: list[str]
+    names: frozenset[str]
+    posted_at: dt.datetime
 
 
 def _schedule(row: dict) -> Schedule:
@@ -142,14 +160,26 @@ class ScheduleRepository:
                  period and iso(period.start), period and iso(period.end), period and period.fires,
                  status, json.dumps(doc_ids), iso(now), iso(now)])
 
+    def posted_stories(self, target: Target, limit: int = 200) -> list[PostedStory]:
+        """The grouped stories posted to `target`, newest first."""
+        rows = self.db.execute("SELECT run_key, label, doc_ids, names, posted_at FROM digest_stories "
+                               "WHERE target = ? ORDER BY posted_at DESC, id DESC LIMIT ?", [target.key, limit])
+        return [PostedStory(key, label, json.loads(ids), frozenset(json.loads(names)), parse_iso(at))
+                for key, label, ids, names, at in rows.fetchall()]
+
     def record_posted(self, key: str, target: Target, ref: str | None, doc_ids: list[str],
-                      now: dt.datetime, status: str = POSTED) -> None:
-        """The run's outcome and its documents as posted to the channel, in one transaction."""
+                      now: dt.datetime, status: str = POSTED,
+                      stories: list[tuple[str, list[str], list[str]]] = ()) -> None:
+        """The run's outcome, its documents as posted to the channel and its stories (label, doc ids,
+        names), in one transaction."""
         with self.database.transaction():
             self.db.execute("UPDATE digest_runs SET status = ?, message_ref = ?, error = NULL, retry_at = NULL, "
                             "posted_at = ?, updated_at = ? WHERE key = ?", [status, ref, iso(now), iso(now), key])
             self.db.conn.executemany("INSERT OR IGNORE INTO digest_posted VALUES (?, ?, ?, ?)",
                                      [(target.key, doc_id, key, iso(now)) for doc_id in doc_ids])
+            self.db.conn.executemany(
+                "INSERT INTO digest_stories(run_key, target, label, doc_ids, names, posted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, target.key, label, json.dumps(ids), json.dumps(names), iso(now)) for label, ids, names in stories])
 
     def record_failed(self, key: str, error: str, retry_at: dt.datetime | None, now: dt.datetime) -> None:
         with self.database.transaction():
