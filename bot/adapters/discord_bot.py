@@ -21,9 +21,17 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.adapters.render_discord import DiscordMessage, choice_name, one_line, render, render_quote, run_key_of
+from bot.adapters.render_discord import (
+    DiscordMessage,
+    choice_name,
+    one_line,
+    render,
+    render_quote,
+    run_key_of,
+)
 from bot.config import Settings
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.posting import counted_as_posted
 from bot.core.registry import GROUPS, Command
 from bot.core.service import Service
 
@@ -392,8 +400,8 @@ class DiscordPoster:
     async def find(self, target: Target, run_key: str) -> str | None:
         """For the outbox's crash recovery: the link of a digest run this bot already posted in the
         channel, None when the recent history has none. When the history cannot be read (no Read
-        Message History permission) the run counts as posted ("unverified"): a digest is never posted
-        twice. Other failures raise, and the outbox asks again on a later pass."""
+        Message History permission) the run counts as posted (bot.core.posting). Other failures
+        raise, and the outbox asks again on a later pass."""
         channel = await self._channel(target)
         me = self.client.user
         try:
@@ -401,9 +409,7 @@ class DiscordPoster:
                 if me is not None and message.author.id == me.id and run_key_of(message.embeds) == run_key:
                     return message.jump_url
         except discord.Forbidden as exc:
-            log.warning("cannot read channel %s to look for digest %s (%s); counting it as posted",
-                        channel.id, run_key, exc.text)
-            return f"unverified:{run_key}"
+            return counted_as_posted(target, run_key, exc.text)
         except discord.NotFound:  # the channel is gone, and the digest with it
             return None
         return None

@@ -39,6 +39,7 @@ from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, 
 from bot.config import Settings
 from bot.core.fetch import TIMEOUT_S
 from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.posting import counted_as_posted
 from bot.core.registry import Registry
 from bot.core.service import Service
 from bot.storage.installations import slack_oauth_stores
@@ -133,16 +134,14 @@ class SlackPoster:
 
     async def find(self, target: Target, run_key: str) -> str | None:
         """For the outbox's crash recovery: the ts of a digest run already in the channel, None when the
-        recent history has none. When the history cannot be read the run counts as posted ("unverified"):
-        a digest is never posted twice."""
+        recent history has none. When the history cannot be read the run counts as posted
+        (bot.core.posting)."""
         client = await self._client_for(target.workspace)
         try:
             history = await client.conversations_history(channel=target.channel, limit=FIND_LIMIT,
                                                          include_all_metadata=True)
         except SlackApiError as exc:
-            log.warning("cannot read %s to look for digest %s (%s); counting it as posted",
-                        target.channel, run_key, exc.response.get("error"))
-            return f"unverified:{run_key}"
+            return counted_as_posted(target, run_key, str(exc.response.get("error")))
         for message in history.get("messages", []):
             metadata = message.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
