@@ -1,4 +1,7 @@
-"""What every platform's renderer decides the same way: whether a link's visible text is honest.
+"""What every platform's renderer decides the same way: the layout of a reply (`layout`: title, body,
+sources, items), which URLs become links (`web_url`), and whether a link's visible text is honest.
+
+A renderer only does its platform's syntax, escaping and splitting over these.
 
 A document chooses its own title and text, so it can label a link `https://intranet.example/login` (or
 just `intranet.example`) and point it at another host. A label that names any host other than the
@@ -8,7 +11,10 @@ Labels that name no host ("Quarterly report") stay ordinary links.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from bot.core.models import DigestItem, Reply, Source
 
 # A URL with a scheme, or a bare name with a dot and a letters-only last label (`intranet.example`,
 # `www.bank.example.org`, `раураl.com`); `\w` covers look-alike letters from other scripts.
@@ -44,3 +50,44 @@ def disguised(label: str, url: str) -> bool:
     except ValueError:
         target = ""
     return any(host != target for host in hosts_named(label))
+
+
+# -- the layout every renderer shares ----------------------------------------------------------------
+URL_LIMIT = 1000  # longer URLs are shown as plain titles rather than links
+_URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"  # what a web URL keeps unquoted inside link syntax
+
+
+@dataclass(frozen=True)
+class Part:
+    """One block of a reply, in reading order: its `body` text (core markdown), its numbered `sources`,
+    or one numbered digest `item`. A renderer turns each into its platform's syntax."""
+
+    kind: str  # "body" | "sources" | "item"
+    text: str = ""
+    sources: tuple[Source, ...] = ()
+    item: DigestItem | None = None
+    n: int = 0  # the item's number
+
+
+def layout(reply: Reply) -> list[Part]:
+    """What a reply shows below its title, in the order every platform shows it: the body, the
+    sources its `[n]` markers cite, then the digest items numbered from 1. Empty parts are left out."""
+    parts = [Part("body", reply.text)] if reply.text.strip() else []
+    if reply.sources:
+        parts.append(Part("sources", sources=tuple(reply.sources)))
+    parts += [Part("item", item=item, n=n) for n, item in enumerate(reply.items, 1)]
+    return parts
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def web_url(url: str | None) -> str | None:
+    """An http(s) URL, percent-quoted so it cannot break out of link syntax; None for anything else
+    (file paths, javascript:, URLs over URL_LIMIT), which renderers show as text instead."""
+    if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
+        return None
+    return quote(url, safe=_URL_SAFE, errors="replace")

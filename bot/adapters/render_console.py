@@ -5,19 +5,25 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.text import Text
 
+from bot.adapters.render_common import layout
 from bot.core.models import Reply
 
 
 def source_lines(reply: Reply) -> list[str]:
+    """The sources (with their quotes) and digest items below the body, as plain lines."""
     lines = []
-    for source in reply.sources:
-        lines.append(f"[{source.n}] {source.title} <{source.link}>")
-        if source.quote:
-            lines.extend(f"    > {line}" for line in source.quote.splitlines() if line.strip())
-    for item in reply.items:
-        lines.append(f"- {item.title} <{item.link}>")
-        if item.summary:
-            lines.append(f"    {item.summary}")
+    for part in layout(reply):
+        if part.kind == "sources":
+            lines.append("Sources:")
+            for source in part.sources:
+                lines.append(f"[{source.n}] {source.title} <{source.link}>")
+                lines.extend(f"    > {line}" for line in source.quote.splitlines() if line.strip())
+        elif part.kind == "item":
+            if part.n == 1:
+                lines.append("Items:")
+            lines.append(f"- {part.item.title} <{part.item.link}>")
+            if part.item.summary:
+                lines.append(f"    {part.item.summary}")
     return lines
 
 
@@ -26,7 +32,7 @@ def to_text(reply: Reply) -> str:
     parts = [f"== {reply.title} ==" if reply.title else "", reply.text]
     extra = source_lines(reply)
     if extra:
-        parts += ["", "Sources:" if reply.sources else "Items:", *extra]
+        parts += ["", *extra]
     return "\n".join(part for part in parts if part is not None).strip("\n")
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-from urllib.parse import quote
 
 import discord
 
-from bot.adapters.render_common import disguised
+from bot.adapters.render_common import disguised, layout, one_line, web_url
 from bot.core.models import DigestItem, Reply, Source
 
 CONTENT_LIMIT = 2000  # plain message content
@@ -26,7 +25,6 @@ EMBED_TOTAL_LIMIT = 6000  # all text of all embeds in one message
 TITLE_LIMIT = 256  # embed title
 CHOICE_LIMIT = 100  # autocomplete choice name / value
 LINK_TITLE_LIMIT = 200  # a source title inside [title](<url>)
-URL_LIMIT = 1000  # longer URLs are shown as plain titles rather than links
 ITEMS_PER_MESSAGE = 10  # digest items per message: two vote buttons each fit Discord's 25 components
 OK_COLOUR = discord.Colour.blurple()
 
@@ -94,23 +92,11 @@ def markdown(text: str) -> str:
     return "".join(out)
 
 
-def one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _web_url(url: str | None) -> str | None:
-    """An http(s) URL safe inside `(<…>)`, or None for anything else (file paths, javascript:)."""
-    if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
-        return None
-    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._", errors="replace")
-
-
 def link(url: str | None, title: str, path: str | None = None) -> str:
     """`[title](<url>)` for web URLs (brackets suppress the preview), `title <url>` when the title
     names another host; else the title and its path."""
     label = escape(one_line(title, LINK_TITLE_LIMIT)).replace("[", "\\[").replace("]", "\\]")
-    target = _web_url(url)
+    target = web_url(url)
     if target:
         return f"{label} <{target}>" if disguised(title, target) else f"[{label}](<{target}>)"
     if path:
@@ -230,11 +216,13 @@ def render(reply: Reply) -> list[DiscordMessage]:
     if not reply.ok:
         return [DiscordMessage(content=piece) for piece in split("⚠️ " + markdown(reply.text), CONTENT_LIMIT)]
     blocks: list[tuple[str, tuple[int, DigestItem] | None]] = []
-    if reply.text.strip():
-        blocks.append((markdown(reply.text), None))
-    if reply.sources:
-        blocks.append((sources_block(reply.sources), None))
-    blocks.extend((item_block(n, item), (n, item)) for n, item in enumerate(reply.items, 1))
+    for part in layout(reply):
+        if part.kind == "body":
+            blocks.append((markdown(part.text), None))
+        elif part.kind == "sources":
+            blocks.append((sources_block(part.sources), None))
+        else:
+            blocks.append((item_block(part.n, part.item), (part.n, part.item)))
     title = clip(escape(one_line(reply.title, TITLE_LIMIT)), TITLE_LIMIT) if reply.title else None
     pieces = pack(blocks, DESCRIPTION_LIMIT) or [_Piece()]
     run = (reply.data or {}).get("run")
@@ -261,7 +249,7 @@ def render_quote(source: Source) -> DiscordMessage:
     """The passage behind a citation, for the private "show source" reply."""
     text = clip(escape(source.quote.strip()), DESCRIPTION_LIMIT)
     title = clip(escape(one_line(source.title, TITLE_LIMIT)), TITLE_LIMIT)
-    target = _web_url(source.url)
+    target = web_url(source.url)
     honest = target and not disguised(source.title, target)
     embed = discord.Embed(title=title, url=target if honest else None, description=text or None, colour=OK_COLOUR)
     if not honest:  # the title is no link: say plainly where the source is

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-from urllib.parse import quote
 
-from bot.adapters.render_common import disguised
+from bot.adapters.render_common import disguised, layout, one_line, web_url
 from bot.core.models import DigestItem, Reply, Source
 
 SECTION_LIMIT = 3000  # characters in one section's text
@@ -21,7 +20,6 @@ MAX_MESSAGE_CHARS = 12000  # keeps one message readable; longer replies continue
 CONTEXT_ELEMENTS = 10  # elements in one context block
 TITLE_LIMIT = 150
 FALLBACK_LIMIT = 150
-URL_LIMIT = 1000  # longer URLs are shown as plain titles rather than links
 
 
 @dataclass(frozen=True)
@@ -56,21 +54,15 @@ def mrkdwn(markdown: str) -> str:
     return _BOLD.sub(r"*\1*", escape(markdown))
 
 
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def _title(text: str) -> str:
     """A title safe inside `<url|…>`: one line, escaped, no `|` that could end the label early."""
-    return escape(_one_line(text, TITLE_LIMIT)).replace("|", "¦")
+    return escape(one_line(text, TITLE_LIMIT)).replace("|", "¦")
 
 
 def _url(url: str | None) -> str | None:
-    """An http(s) URL usable inside `<…|…>`, or None when it is anything else (file path, javascript:)."""
-    if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
-        return None
-    return quote(url, safe="/:?#[]@!$'()*+,;=%&~-._", errors="replace").replace("&", "&amp;")
+    """An http(s) URL usable inside `<…|…>` (its `&` escaped), or None when it is anything else."""
+    target = web_url(url)
+    return target.replace("&", "&amp;") if target else None
 
 
 def link(url: str | None, label: str, path: str | None = None) -> str:
@@ -79,7 +71,7 @@ def link(url: str | None, label: str, path: str | None = None) -> str:
     target = _url(url)
     if target:
         return f"{_title(label)} <{target}>" if disguised(label, url) else f"<{target}|{_title(label)}>"
-    return _title(label) + (f" — {escape(_one_line(path, 300))}" if path else "")
+    return _title(label) + (f" — {escape(one_line(path, 300))}" if path else "")
 
 
 def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
@@ -151,15 +143,20 @@ def render(reply: Reply, buttons: Sequence[Button] = (), footer: str | None = No
     blocks: list[dict[str, Any]] = []
     if reply.title:
         blocks.append(_section(f"*{_title(reply.title)}*"))
-    text = mrkdwn(reply.text) if reply.ok else ":warning: " + mrkdwn(reply.text)
-    blocks += [_section(t) for t in split_text(text)]
-    for item in reply.items:
-        blocks += _item_blocks(item)
-    blocks += _source_blocks(reply.sources)
+    warning = "" if reply.ok else ":warning: "
+    if not reply.ok and not reply.text.strip():
+        blocks.append(_section(warning))
+    for part in layout(reply):
+        if part.kind == "body":
+            blocks += [_section(t) for t in split_text(warning + mrkdwn(part.text))]
+        elif part.kind == "sources":
+            blocks += _source_blocks(part.sources)
+        else:
+            blocks += _item_blocks(part.item)
     if not blocks:
         blocks.append(_section("_(no content)_"))
     if footer:
-        blocks.append(_context([escape(_one_line(footer, 300))]))
+        blocks.append(_context([escape(one_line(footer, 300))]))
 
     packed = _pack(blocks, 1 if buttons else 0)
     if buttons:
@@ -171,7 +168,7 @@ def render(reply: Reply, buttons: Sequence[Button] = (), footer: str | None = No
                 for b in buttons
             ],
         })
-    first_line = _one_line(reply.title or reply.text or "digestbot", FALLBACK_LIMIT)
+    first_line = one_line(reply.title or reply.text or "digestbot", FALLBACK_LIMIT)
     fallback = escape(first_line)
     return [
         SlackMessage(fallback if i == 0 else f"{fallback} ({i + 1}/{len(packed)})", msg_blocks)
