@@ -11,12 +11,14 @@ import logging
 import re
 import time
 
+import pytest
 from aiohttp import ClientSession
 from hypothesis import given, settings, strategies as st
 
 from bot.adapters import render_discord, render_slack, slack_app
 from bot.adapters.render_console import to_text
 from bot.core.models import DigestItem, Reply, Source
+from tests import fake_platform
 from tests.test_slack import FORM, SECRET, events_url, http_bot, slack  # noqa: F401
 
 HOSTS = ["intranet.example", "evil.example", "login.intranet.example", "bank.example.org", "xn--e1afmkfd.example"]
@@ -87,29 +89,42 @@ def slack_texts(messages: list[render_slack.SlackMessage]) -> list[str]:
     return texts
 
 
-def assert_no_disguised_links(reply: Reply) -> None:
-    for text in discord_texts(render_discord.render(reply)):
-        for label, target in discord_links(text):
-            assert_honest(label, target)
+def discord_rendered_links(reply: Reply) -> list[tuple[str, str]]:
+    found = [link for text in discord_texts(render_discord.render(reply)) for link in discord_links(text)]
     for source in reply.sources:
         embed = render_discord.render_quote(source).embeds[0]
         if embed.url:  # the embed title is a link to embed.url
-            assert_honest(embed.title or "", embed.url)
+            found.append((embed.title or "", embed.url))
         else:  # the real target is still shown
             assert source.link in (embed.footer.text or ""), embed.to_dict()
-    for text in slack_texts(render_slack.render(reply)):
-        for label, target in slack_links(text):
-            assert_honest(label, target)
+    return found
+
+
+def console_rendered_links(reply: Reply) -> list[tuple[str, str]]:
+    """Plain text has no labelled links; the real target of every source is shown."""
     console = to_text(reply)
     assert all(source.link in console for source in reply.sources)
+    return []
 
 
+# (visible text, target) of every link each platform's renderer makes; a new platform adds one entry
+RENDERED_LINKS = {
+    "discord": discord_rendered_links,
+    "slack": lambda reply: [link for text in slack_texts(render_slack.render(reply)) for link in slack_links(text)],
+    "console": console_rendered_links,
+    "webhook": lambda reply: [(link["label"], link["url"]) for message in fake_platform.render(reply)
+                              for link in message["links"]],
+}
+
+
+@pytest.mark.parametrize("platform", RENDERED_LINKS)
 @settings(max_examples=300, deadline=None)
 @given(title=label_strategy(), url=URLS, text=RELAYED, quote=RELAYED, published=label_strategy())
-def test_no_renderer_makes_a_link_whose_text_names_another_host(title, url, text, quote, published):
+def test_no_renderer_makes_a_link_whose_text_names_another_host(platform, title, url, text, quote, published):
     reply = Reply(text=text, title=title, sources=[Source(1, "d1", title, "p.md", url, quote, 1)],
                   items=[DigestItem("d1", title, url, url, "p.md", quote, published)])
-    assert_no_disguised_links(reply)
+    for label, target in RENDERED_LINKS[platform](reply):
+        assert_honest(label, target)
 
 
 def test_disguised_markdown_link_in_relayed_text_is_not_clickable_on_discord():
@@ -128,6 +143,8 @@ def test_source_titled_with_another_host_shows_its_real_target_on_every_platform
     quote = render_discord.render_quote(source).embeds[0]
     assert quote.url is None and quote.footer.text == "https://evil.example/phish"
     assert "intranet.example <https://evil.example/phish>" in to_text(Reply("x", [source]))
+    [webhook] = fake_platform.render(Reply("x", [source]))
+    assert webhook["links"] == [{"label": "https://evil.example/phish", "url": "https://evil.example/phish"}]
 
 
 def test_honest_links_stay_links():
