@@ -2,7 +2,7 @@
 
 It proves the seam for a new platform: this adapter, its renderer (`render` below) and one
 registration line (`register`), nothing in bot/ changed and nothing in bot/ aware of it. It uses only
-public seams: the registry (`parse`, and the `accepts_file` / `votable` / `shareable` attributes),
+public seams: the registry (`parse`, and the `accepts_file` / `shareable` attributes),
 `Service.handle`, `Service.mention`, `Service.check_upload` / `Service.upload`, the Reply type and
 the shared layout in render_common; its poster's `find` answers an unreadable history through
 bot.core.posting like the real posters.
@@ -84,13 +84,9 @@ def render(reply: Reply, actions: list[dict[str, str]] | None = None) -> list[di
 
 
 # -- the adapter: platform messages -> core calls -> rendered replies ---------------------------------
-def actions_for(cmd: Command | None, reply: Reply) -> list[dict[str, str]]:
-    """Buttons the registry asks for: votes on an answer with sources, sharing a shareable reply."""
-    if cmd is None or not reply.ok:
-        return []
-    actions = [{"action": vote, "command": cmd.name} for vote in ("up", "down")] if (
-        cmd.votable and reply.sources) else []
-    return actions + ([{"action": "share", "command": cmd.name}] if cmd.shareable else [])
+def actions_for(cmd: Command, reply: Reply) -> list[dict[str, str]]:
+    """Buttons the registry asks for: sharing a shareable command's reply in the channel."""
+    return [{"action": "share", "command": cmd.name}] if cmd.shareable and reply.ok else []
 
 
 class WebhookAdapter:
@@ -103,21 +99,19 @@ class WebhookAdapter:
         target = Target(PLATFORM, str(payload.get("team", "local")), str(payload.get("channel", "")))
         text = str(payload.get("text", "")).strip()
         if text.lower().startswith(MENTION):
-            reply = await self.service.mention(text[len(MENTION):], actor, target)
-        elif text.startswith("/"):
-            reply = await self._command(text, actor, target, payload.get("file"))
-        else:
-            reply = Reply(f"Type /help for commands, or {MENTION} followed by a question.", ok=False)
-        return render(reply, actions_for(self.service.commands.get(reply.command or ""), reply))
-
-    async def _command(self, text: str, actor: Actor, target: Target, file: Any) -> Reply:
+            return render(await self.service.mention(text[len(MENTION):], actor, target))
+        if not text.startswith("/"):
+            return render(Reply(f"Type /help for commands, or {MENTION} followed by a question.", ok=False))
         try:
             name, args = self.service.commands.parse(text)
         except UserError as exc:
-            return Reply(str(exc), ok=False, title="Sorry")
-        if file is not None and self.service.commands[name].accepts_file:
-            return await self._upload(actor, file)
-        return await self.service.handle(Request(name, args, actor, target))
+            return render(Reply(str(exc), ok=False, title="Sorry"))
+        cmd = self.service.commands[name]
+        if payload.get("file") is not None and cmd.accepts_file:
+            reply = await self._upload(actor, payload["file"])
+        else:
+            reply = await self.service.handle(Request(name, args, actor, target))
+        return render(reply, actions_for(cmd, reply))
 
     async def _upload(self, actor: Actor, file: Any) -> Reply:
         """"Download" the file (decode it) once the core's policy allows it, and forward the bytes."""

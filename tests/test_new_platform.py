@@ -39,11 +39,12 @@ async def test_commands_mentions_and_answers_with_the_registry_buttons(seeded_se
     assert "# Search: interim CEO" in text_of(search)
     assert "\n[1] " in text_of(search)  # the sources, as the shared layout orders them
     assert all(link["url"].startswith("https://") for m in search for link in m["links"])
-    assert search[-1]["actions"] == [{"action": "share", "command": "search"}]  # shareable, not votable
+    assert search[-1]["actions"] == [{"action": "share", "command": "search"}]  # shareable
 
     answer = await adapter.receive(message(f"@digestbot {QUESTION}"))
     assert "# Answer" in text_of(answer) and "[1]" in text_of(answer)
-    assert [a["action"] for a in answer[-1]["actions"]] == ["up", "down", "share"]  # the ask's buttons
+    assert answer[-1]["actions"] == []  # a mention is answered where everyone sees it: nothing to share
+    assert "[1]" in text_of(await adapter.receive(message(f"/ask {QUESTION}")))
 
     bare = await adapter.receive(message("@digestbot"))
     assert text_of(bare).startswith("# digestbot\nMention me with a question") and bare[-1]["actions"] == []

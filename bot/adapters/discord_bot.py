@@ -7,7 +7,6 @@ in `render_discord`. Every reply goes out with no allowed mentions.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import logging
 import re
@@ -22,7 +21,6 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot.adapters.render_discord import (
-    DiscordMessage,
     choice_name,
     one_line,
     render,
@@ -43,8 +41,6 @@ ACK_DEADLINE = 2.0  # seconds a fast command may take before we defer (Discord a
 PRIVATE = "private"  # the option every command gets: answer only to the person who asked
 FILE = "file"  # the attachment option of commands that accept a file: index it instead (params become optional)
 MAX_SOURCE_BUTTONS = 10
-MAX_COMPONENTS = 25  # buttons in one message (5 rows of 5)
-CUSTOM_ID_LIMIT = 100
 DESCRIPTION_LIMIT = 100  # Discord's limit for command and option descriptions
 READY_TIMEOUT = 30.0  # how long a digest post waits for the gateway connection
 FIND_LIMIT = 100  # recent channel messages searched for a digest's run key (one history request)
@@ -86,30 +82,6 @@ class ShowSource(discord.ui.DynamicItem[discord.ui.Button], template=r"dgb:src:(
         await interaction.response.send_message(**render_quote(source).kwargs(), ephemeral=True)
 
 
-class Vote(discord.ui.DynamicItem[discord.ui.Button], template=r"dgb:vote:(?P<vote>up|down):(?P<subject>.+)"):
-    """👍/👎 on an answer or a digest item, stored through the service."""
-
-    def __init__(self, up: bool, subject: str, label: str | None = None) -> None:
-        prefix = f"dgb:vote:{'up' if up else 'down'}:"
-        self.up, self.subject = up, subject[: CUSTOM_ID_LIMIT - len(prefix)]
-        super().__init__(discord.ui.Button(emoji="👍" if up else "👎", label=label,
-                                           style=discord.ButtonStyle.secondary, custom_id=prefix + self.subject))
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
-                             match: re.Match[str]) -> "Vote":
-        return cls(match["vote"] == "up", match["subject"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _guarded(interaction, self._record(interaction))
-
-    async def _record(self, interaction: discord.Interaction) -> None:
-        _service(interaction).record_feedback("discord", str(interaction.user.id), self.subject,
-                                              1 if self.up else -1)
-        await interaction.response.send_message(f"Thanks, your {'👍' if self.up else '👎'} was recorded.",
-                                                ephemeral=True)
-
-
 async def _guarded(interaction: discord.Interaction, action: Awaitable[None]) -> None:
     """Run a button's action; a failure is logged and shown to the person who clicked."""
     try:
@@ -123,39 +95,24 @@ def _service(interaction: discord.Interaction) -> Service:
     return interaction.client.service  # type: ignore[attr-defined]
 
 
-def answer_subject(command: str, reply: Reply) -> str:
-    """A stable feedback subject for one answer (custom_ids hold at most 100 characters)."""
-    digest = hashlib.sha256(f"{reply.title}\n{reply.text}".encode()).hexdigest()[:20]
-    return f"{command}:{digest}"
-
-
-def reply_view(cmd: Command | None, reply: Reply, message: DiscordMessage, *, last: bool) -> discord.ui.View | None:
-    """Buttons for one rendered message: sources and votes after an answer's last message, and
-    votes for the digest items shown in this message."""
-    items: list[discord.ui.Item[Any]] = []
-    if last and reply.ok:
-        items += [ShowSource(s.passage_id, s.n) for s in reply.sources if s.passage_id is not None]
-        del items[MAX_SOURCE_BUTTONS:]
-        if cmd is not None and cmd.votable and reply.sources:
-            subject = answer_subject(cmd.name, reply)
-            items += [Vote(True, subject), Vote(False, subject)]
-    for n, item in message.items:
-        items += [Vote(True, f"digest:{item.doc_id}", str(n)), Vote(False, f"digest:{item.doc_id}", str(n))]
-    if not items:
+def reply_view(reply: Reply) -> discord.ui.View | None:
+    """The buttons under a reply's last message: one per cited passage, to show it privately."""
+    buttons = [ShowSource(s.passage_id, s.n) for s in reply.sources if s.passage_id is not None] if reply.ok else []
+    if not buttons:
         return None
     view = discord.ui.View(timeout=None)
-    for item in items[:MAX_COMPONENTS]:
-        view.add_item(item)
+    for button in buttons[:MAX_SOURCE_BUTTONS]:
+        view.add_item(button)
     return view
 
 
-def _send_kwargs(cmd: Command | None, reply: Reply) -> list[dict[str, Any]]:
-    """Send arguments for each message of a reply to `cmd` (None: a digest), with their buttons."""
+def _send_kwargs(reply: Reply) -> list[dict[str, Any]]:
+    """Send arguments for each message of a reply, the source buttons on the last."""
     messages = render(reply)
     out = []
     for k, message in enumerate(messages, 1):
         kwargs = message.kwargs()
-        view = reply_view(cmd, reply, message, last=k == len(messages))
+        view = reply_view(reply) if k == len(messages) else None
         if view is not None:
             kwargs["view"] = view
         out.append(kwargs)
@@ -278,7 +235,7 @@ class _DigestBot:
             if not done:
                 await interaction.response.defer(thinking=True, ephemeral=private)
         reply = await task
-        for kwargs in _send_kwargs(cmd, reply):
+        for kwargs in _send_kwargs(reply):
             if interaction.response.is_done():
                 await interaction.followup.send(**kwargs, ephemeral=private)
             else:
@@ -300,7 +257,7 @@ class _DigestBot:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ShowSource, Vote)  # type: ignore[attr-defined]
+        self.add_dynamic_items(ShowSource)  # type: ignore[attr-defined]
         if self.settings.discord_guild_id:  # instant, for setup and testing
             guild = discord.Object(int(self.settings.discord_guild_id))
             self.tree.copy_global_to(guild=guild)
@@ -342,7 +299,7 @@ class _DigestBot:
         target = _target(message.guild and message.guild.id, destination, message.channel.id)
         async with destination.typing():
             reply = await self.service.mention(question, actor, target)
-        for kwargs in _send_kwargs(self.service.commands.get(reply.command or ""), reply):
+        for kwargs in _send_kwargs(reply):
             await destination.send(**kwargs, reference=reference, mention_author=False)  # type: ignore[call-arg]
             reference = None
 
@@ -383,7 +340,7 @@ class DiscordPoster:
         """Returns the first message's link; a digest's first footer carries its run key (see `find`)."""
         channel = await self._channel(target)
         try:
-            sent = [await channel.send(**kwargs) for kwargs in _send_kwargs(None, reply)]
+            sent = [await channel.send(**kwargs) for kwargs in _send_kwargs(reply)]
         except discord.RateLimited as exc:
             raise PostError(f"Discord rate limit on channel {channel.id}", retry_after=exc.retry_after) from None
         except discord.Forbidden as exc:  # a person can grant the permission: keep retrying

@@ -25,7 +25,6 @@ EMBED_TOTAL_LIMIT = 6000  # all text of all embeds in one message
 TITLE_LIMIT = 256  # embed title
 CHOICE_LIMIT = 100  # autocomplete choice name / value
 LINK_TITLE_LIMIT = 200  # a source title inside [title](<url>)
-ITEMS_PER_MESSAGE = 10  # digest items per message: two vote buttons each fit Discord's 25 components
 OK_COLOUR = discord.Colour.blurple()
 
 # A web URL in relayed text; it ends before `](`, which would make the URL the label of a masked link.
@@ -51,7 +50,6 @@ class DiscordMessage:
 
     content: str | None = None
     embeds: list[discord.Embed] = field(default_factory=list)
-    items: list[tuple[int, DigestItem]] = field(default_factory=list)  # (number, item) shown in this message
 
     def kwargs(self) -> dict[str, Any]:
         """Arguments for `send`/`followup.send`; plain content never unfurls link previews."""
@@ -177,35 +175,26 @@ def split(text: str, limit: int) -> list[str]:
     return pieces
 
 
-@dataclass
-class _Piece:
-    text: str = ""
-    items: list[tuple[int, DigestItem]] = field(default_factory=list)
-
-
 def clip(text: str, limit: int) -> str:
     """Escaped text shortened to `limit` with an ellipsis, never cutting an escape or markup."""
     return text if len(text) <= limit else split(text, limit - 1)[0] + "…"
 
 
-def pack(blocks: Sequence[tuple[str, tuple[int, DigestItem] | None]], limit: int) -> list[_Piece]:
+def pack(blocks: Sequence[str], limit: int) -> list[str]:
     """Join blocks with blank lines into as few pieces of at most `limit` characters as cleanly
-    possible, at most ITEMS_PER_MESSAGE digest items each; an item belongs to the piece its text ends in."""
-    pieces = [_Piece()]
-    for text, item in blocks:
-        current = pieces[-1]
-        joined = f"{current.text}\n\n{text}" if current.text else text
-        if len(joined) <= limit and (item is None or len(current.items) < ITEMS_PER_MESSAGE):
-            current.text = joined
+    possible; a block too long for one piece is split."""
+    pieces = [""]
+    for text in blocks:
+        joined = f"{pieces[-1]}\n\n{text}" if pieces[-1] else text
+        if len(joined) <= limit:
+            pieces[-1] = joined
         else:
             parts = split(text, limit) or [""]
-            if current.text:
-                pieces.append(_Piece())
-            pieces[-1].text = parts[0]
-            pieces.extend(_Piece(part) for part in parts[1:])
-        if item is not None:
-            pieces[-1].items.append(item)
-    return [p for p in pieces if p.text]
+            if pieces[-1]:
+                pieces.append("")
+            pieces[-1] = parts[0]
+            pieces.extend(parts[1:])
+    return [p for p in pieces if p]
 
 
 # -- whole replies ----------------------------------------------------------------------------------
@@ -215,26 +204,20 @@ def render(reply: Reply) -> list[DiscordMessage]:
     footer), each within Discord's limits."""
     if not reply.ok:
         return [DiscordMessage(content=piece) for piece in split("⚠️ " + markdown(reply.text), CONTENT_LIMIT)]
-    blocks: list[tuple[str, tuple[int, DigestItem] | None]] = []
-    for part in layout(reply):
-        if part.kind == "body":
-            blocks.append((markdown(part.text), None))
-        elif part.kind == "sources":
-            blocks.append((sources_block(part.sources), None))
-        else:
-            blocks.append((item_block(part.n, part.item), (part.n, part.item)))
+    blocks = [markdown(part.text) if part.kind == "body" else sources_block(part.sources) if part.kind == "sources"
+              else item_block(part.n, part.item) for part in layout(reply)]
     title = clip(escape(one_line(reply.title, TITLE_LIMIT)), TITLE_LIMIT) if reply.title else None
-    pieces = pack(blocks, DESCRIPTION_LIMIT) or [_Piece()]
+    pieces = pack(blocks, DESCRIPTION_LIMIT) or [""]
     run = (reply.data or {}).get("run")
     messages = []
     for k, piece in enumerate(pieces, 1):
-        embed = discord.Embed(title=title if k == 1 else None, description=piece.text or None, colour=OK_COLOUR)
+        embed = discord.Embed(title=title if k == 1 else None, description=piece or None, colour=OK_COLOUR)
         footer = [f"{k}/{len(pieces)}"] if len(pieces) > 1 else []
         if run and k == 1:
             footer.append(RUN_MARK + run)  # keys are short and have no spaces
         if footer:
             embed.set_footer(text=" · ".join(footer))
-        messages.append(DiscordMessage(embeds=[embed], items=piece.items))
+        messages.append(DiscordMessage(embeds=[embed]))
     return messages
 
 

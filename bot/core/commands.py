@@ -73,7 +73,7 @@ async def status_command(service: "Service", request: Request) -> Reply:
     return Reply("\n".join(lines), title="Status", data=status)
 
 
-@command("summary", DOCUMENT, slow=True, votable=True)
+@command("summary", DOCUMENT, slow=True)
 async def summary_command(service: "Service", request: Request) -> Reply:
     """Summarize a whole document: one overview sentence and its key points."""
     doc = service.resolve_document(request.args["document"])
@@ -88,7 +88,7 @@ async def summary_command(service: "Service", request: Request) -> Reply:
                        "language": summary.language, "model": summary.model_id})
 
 
-@command("ask", Param("question", "What you want to know", greedy=True), slow=True, votable=True)
+@command("ask", Param("question", "What you want to know", greedy=True), slow=True)
 async def ask_command(service: "Service", request: Request) -> Reply:
     """Answer a question from the indexed documents, with cited sources."""
     answer = await service.ask(request.args["question"])

@@ -128,7 +128,6 @@ class Reply:
     items: list[DigestItem] = field(default_factory=list)
     ok: bool = True
     data: dict[str, Any] | None = None
-    command: str | None = None  # the registry command that answered (Service.handle sets it): its buttons
 
 
 class UserError(Exception):

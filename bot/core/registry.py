@@ -52,7 +52,6 @@ class Command:
     slow: bool = False  # may touch the model: adapters acknowledge first, answer later
     admin_aware: bool = False  # open to all, but an admin's call does more: adapters must say who is an admin
     accepts_file: bool = False  # a file sent with the command is indexed instead (Service.upload): params optional
-    votable: bool = False  # its replies are answers people may rate 👍/👎 (Service.record_feedback)
     shareable: bool = True  # a privately shown reply may be posted to the channel by re-running it
 
     @property
@@ -74,7 +73,7 @@ def command_prefix(platform: str) -> str:
 
 
 def command(name: str, *params: Param, admin: bool = False, slow: bool = False, admin_aware: bool = False,
-            accepts_file: bool = False, votable: bool = False, shareable: bool | None = None
+            accepts_file: bool = False, shareable: bool | None = None
             ) -> Callable[[Handler], Handler]:
     """Mark a handler as the command `name`; its docstring's first line is the command's help text.
 
@@ -84,7 +83,7 @@ def command(name: str, *params: Param, admin: bool = False, slow: bool = False, 
         help_text = (handler.__doc__ or name).strip().splitlines()[0]
         share = not admin if shareable is None else shareable
         setattr(handler, _SPEC, Command(name, help_text, handler, params, admin, slow, admin_aware,
-                                        accepts_file, votable, share))
+                                        accepts_file, share))
         return handler
 
     return mark

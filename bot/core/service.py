@@ -306,9 +306,7 @@ class Service:
         request = _without_lone_surrogates(request)
         try:
             cmd = self.commands.validate(request)
-            reply = await cmd.handler(self, request)
-            reply.command = cmd.name
-            return reply
+            return await cmd.handler(self, request)
         except UserError as exc:
             return Reply(str(exc), ok=False, title="Sorry")
         except StoreError as exc:
@@ -478,9 +476,6 @@ class Service:
         return f"searchable by keywords now, by meaning in about {about(self.embedder.seconds_for(waiting))}"
 
     # -- chat state ------------------------------------------------------------------------------
-    def record_feedback(self, platform: str, user_id: str, subject: str, vote: int) -> None:
-        self.store.chat.record_feedback(platform, user_id, subject, 1 if vote > 0 else -1)
-
     def first_delivery(self, key: str) -> bool:
         return self.store.chat.first_delivery(key)
 
