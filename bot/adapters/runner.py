@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+from collections.abc import Callable
 
 from bot.config import Settings
 from bot.core.service import Service
 
 log = logging.getLogger(__name__)
+
+# The chat platforms `digestbot run` starts: an adapter module with `async run(service, settings)`,
+# imported only when the settings configure it. A new platform is one more line here.
+PLATFORMS: tuple[tuple[str, Callable[[Settings], bool]], ...] = (
+    ("bot.adapters.discord_bot", lambda settings: bool(settings.discord_token)),
+    ("bot.adapters.slack_app", lambda settings: bool(settings.slack_bot_token or settings.slack_client_id)),
+)
 
 
 class RedactSecrets(logging.Filter):
@@ -45,15 +54,8 @@ async def run(service: Service, settings: Settings) -> None:
     from bot.core.watch import watch_folders
 
     install_log_redaction(settings)
-    adapters = []
-    if settings.discord_token:
-        from bot.adapters import discord_bot
-
-        adapters.append(discord_bot.run(service, settings))
-    if settings.slack_bot_token or settings.slack_client_id:
-        from bot.adapters import slack_app
-
-        adapters.append(slack_app.run(service, settings))
+    adapters = [importlib.import_module(module).run(service, settings)
+                for module, configured in PLATFORMS if configured(settings)]
     if not adapters:
         from bot.adapters.console import run_console
 
