@@ -92,17 +92,17 @@ def _doc(doc_id: str, vector: list[float], *names: str) -> StoryDoc:
     return StoryDoc(doc_id, doc_id, frozenset(names), v / np.linalg.norm(v))
 
 
-def test_grouping_rule_is_deterministic_and_needs_names_unless_near_duplicate():
+def test_grouping_is_deterministic_and_keeps_stories_apart():
     people = ("sam altman", "greg brockman", "satya nadella")
-    docs = [_doc("a", [1, 0.3, 0], *people), _doc("b", [1, 0.45, 0.15], *people, "emmett shear"),
-            _doc("c", [1, 0.3, 0.25], "openai"),  # close, but shares no full name: not the same story
-            _doc("d", [0, 1, 0], *people),  # shares the names, far apart: not the same story
-            _doc("e", [1, 0.451, 0.15]),  # a near-duplicate of b: one story whatever the names
-            _doc("f", [0, 0, 1])]
+    docs = [_doc("a", [1, 0.1, 0, 0], *people), _doc("b", [1, 0.15, 0.05, 0], *people, "emmett shear"),
+            _doc("c", [0, 1, 0.1, 0], "hih royal commission", "ray williams"),
+            _doc("d", [0.05, 1, 0, 0.1], "hih royal commission", "ray williams"),
+            _doc("e", [0, 0, 1, 0], "peter blake"), _doc("f", [0, 0, 0, 1], "george harrison")]
     found = stories.group(docs)
-    assert [s.doc_ids for s in found] == [("a", "b", "e"), ("c",), ("d",), ("f",)]
+    assert [s.doc_ids for s in found] == [("a", "b"), ("c", "d"), ("e",), ("f",)]
     assert found[0].label == "Greg Brockman · Sam Altman"
-    assert [s.doc_ids for s in stories.group(docs[::-1])] == [("f",), ("e", "b", "a"), ("d",), ("c",)]
+    assert found[2].label == "e" and not found[2].grouped  # a single document keeps its title
+    assert [s.doc_ids for s in stories.group(docs[::-1])] == [("f",), ("e",), ("d", "c"), ("b", "a")]
     assert stories.group([]) == []
 
 

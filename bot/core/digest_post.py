@@ -51,7 +51,7 @@ async def build_items(service: "Service", target: Target,
     return items, len(new) - len(items)
 
 
-def _vectors(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray | None]:
+def document_vectors(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray | None]:
     """Each document's vector: the mean of its passage vectors cached in the store (None: not embedded yet)."""
     store = service.store
     owner = {p.id: doc_id for doc_id in doc_ids for p in store.passages(doc_id)}
@@ -68,14 +68,14 @@ def find_stories(service: "Service", target: Target, items: list[DigestItem]) ->
     it continues, if this channel was shown that story before."""
     store = service.store
     documents = {doc.id: doc for doc in (store.document(item.doc_id) for item in items) if doc}
-    vectors = _vectors(service, list(documents))
+    vectors = document_vectors(service, list(documents))
     docs = [StoryDoc(doc.id, doc.title, story_rules.names(doc.title, store.document_text(doc.id), doc.language),
                      vectors[doc.id]) for doc in documents.values()]
     found = story_rules.group(docs)
     earlier = store.schedules.posted_stories(target)
     if not earlier:
         return found
-    earlier_vectors = _vectors(service, sorted({i for story in earlier for i in story.doc_ids}))
+    earlier_vectors = document_vectors(service, sorted({i for story in earlier for i in story.doc_ids}))
     candidates = [(n, story.names, story_rules.story_vector([earlier_vectors.get(i) for i in story.doc_ids]))
                   for n, story in enumerate(earlier)]
     marked = []

@@ -2,9 +2,8 @@
 
 Pure functions over document vectors (the mean of a document's passage vectors; e5 is multilingual, so
 a German and an English article on one event lie close) and the names the documents share (people,
-organisations, places: capitalised word sequences, found with question.py's name patterns). Two
-documents are linked when their vectors are very close, or close and they share names; a story is a
-connected group of linked documents. Documents are taken in the order given and groups are ordered by
+organisations, places: capitalised word sequences, found with question.py's name patterns); see Rule.
+Documents are taken in the order given, ties break towards the earlier one, and groups are ordered by
 their first document, so the same input always gives the same stories.
 """
 from __future__ import annotations
@@ -19,14 +18,33 @@ import numpy as np
 from bot.core.question import _names
 from summarizer.text import STOPWORDS, split_sentences
 
-# Cosines of e5 document vectors. Documents on one broad subject (AI, say) already lie at 0.86-0.98, so
-# the vector alone only links near-duplicates; otherwise a link needs SHARED_NAMES shared names of two or
-# more words ("Sam Altman", "Satya Nadella"). Set on the seeds only (tests/test_stories.py): no labelled
-# news corpus was available to fit them on.
-SAME_STORY = 0.99  # this close: one story whatever the names
-CLOSE = 0.90  # this close and sharing SHARED_NAMES full names: one story
-SHARED_NAMES = 3
 NAME_CHARS = 4000  # names are read from the title and the start of the text
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When documents are one story.
+
+    Raw cosines of e5 document vectors are all high (0.85-0.95 for unrelated news), so documents are
+    compared by their vectors less the mean of the documents being grouped (what they all have in
+    common), plus a bonus per shared full name, less a penalty when they share no name at all; groups
+    are merged while their average pair score stays at `threshold` (average linkage: one close pair
+    does not chain two stories together). A batch of documents all on one subject has no useful mean,
+    so two documents are also one story when their raw vectors are close and they share several full
+    names ("Sam Altman", "Satya Nadella"). Fitted by tests/story_eval.py.
+    """
+
+    threshold: float = 0.40
+    name_bonus: float = 0.04  # per shared full name, up to four
+    no_name_penalty: float = 0.30
+    close: float = 0.90  # raw cosine ...
+    shared_names: int = 3  # ... and this many shared full names: one story
+
+    def pair_scores(self, centered: np.ndarray, full_shared: np.ndarray, any_shared: np.ndarray) -> np.ndarray:
+        return centered + self.name_bonus * np.minimum(full_shared, 4) - self.no_name_penalty * (any_shared == 0)
+
+
+RULE = Rule()
 
 
 @dataclass(frozen=True)
@@ -74,47 +92,83 @@ def document_vector(passage_vectors: np.ndarray) -> np.ndarray | None:
     return mean / norm if norm else None
 
 
-def _similarities(docs: list[StoryDoc]) -> np.ndarray:
-    """Cosine of every pair of document vectors; -1 where either has none."""
-    known = [d.vector for d in docs if d.vector is not None]
-    if not known:
-        return np.full((len(docs), len(docs)), -1.0, dtype=np.float32)
-    matrix = np.stack([d.vector if d.vector is not None else np.zeros(len(known[0]), np.float32) for d in docs])
-    similarity = matrix.astype(np.float32) @ matrix.astype(np.float32).T
-    missing = np.array([d.vector is None for d in docs])
-    similarity[missing, :] = -1.0
-    similarity[:, missing] = -1.0
-    return similarity
-
-
 def _full_names(names: frozenset[str]) -> int:
     return sum(" " in name for name in names)
 
 
-def linked(similarity: float, shared: int) -> bool:
-    return similarity >= SAME_STORY or (similarity >= CLOSE and shared >= SHARED_NAMES)
+def group(docs: list[StoryDoc], rule: Rule = RULE) -> list[Story]:
+    """The stories among `docs` (in their order): each document in exactly one story. Documents
+    without a vector stay single."""
+    embedded = [i for i, d in enumerate(docs) if d.vector is not None]
+    clusters = _clusters([docs[i] for i in embedded], rule)
+    root = {i: i for i in range(len(docs))}
+    for cluster in clusters:
+        for member in cluster:
+            root[embedded[member]] = embedded[min(cluster)]
+    members: dict[int, list[StoryDoc]] = {}
+    for i, doc in enumerate(docs):
+        members.setdefault(root[i], []).append(doc)
+    return [_story(group) for _, group in sorted(members.items())]
 
 
-def group(docs: list[StoryDoc]) -> list[Story]:
-    """The stories among `docs` (in their order): each document in exactly one story."""
-    similarity = _similarities(docs)
-    parent = list(range(len(docs)))
+def _shared_names(docs: list[StoryDoc]) -> tuple[np.ndarray, np.ndarray]:
+    """For every pair of documents: how many full names (two words or more) and how many names they share."""
+    index: dict[str, int] = {}
+    rows, cols = [], []
+    for row, doc in enumerate(docs):
+        for name in doc.names:
+            rows.append(row)
+            cols.append(index.setdefault(name, len(index)))
+    incidence = np.zeros((len(docs), len(index)), dtype=np.float32)
+    incidence[rows, cols] = 1.0
+    full_names = np.zeros(len(index), dtype=np.float32)
+    for name, column in index.items():
+        full_names[column] = " " in name
+    return (incidence * full_names) @ incidence.T, incidence @ incidence.T
+
+
+def _clusters(docs: list[StoryDoc], rule: Rule) -> list[list[int]]:
+    """Average-linkage clusters (positions in `docs`), merged with the strict names rule's pairs."""
+    n = len(docs)
+    if n < 2:
+        return [[i] for i in range(n)]
+    raw = np.stack([d.vector for d in docs]).astype(np.float64)
+    centered = raw - raw.mean(axis=0)
+    centered /= np.maximum(np.linalg.norm(centered, axis=1, keepdims=True), 1e-9)
+    full, shared = _shared_names(docs)
+    score = rule.pair_scores(centered @ centered.T, full, shared)
+    # average linkage: sums of pair scores between clusters, merged best first
+    sums, sizes, alive = score.copy(), np.ones(n), np.ones(n, dtype=bool)
+    parent = list(range(n))
+    np.fill_diagonal(sums, -np.inf)
+    while True:
+        average = sums / np.outer(sizes, sizes)
+        average[~alive, :] = -np.inf
+        average[:, ~alive] = -np.inf
+        a, b = np.unravel_index(int(np.argmax(average)), average.shape)
+        if average[a, b] < rule.threshold:
+            break
+        a, b = min(a, b), max(a, b)
+        sums[a, :] += sums[b, :]
+        sums[:, a] += sums[:, b]
+        sums[a, a] = -np.inf
+        sizes[a] += sizes[b]
+        alive[b] = False
+        parent[b] = a
+    strict = (raw @ raw.T >= rule.close) & (full >= rule.shared_names)
 
     def root(i: int) -> int:
         while parent[i] != i:
-            parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    candidates = np.argwhere(np.triu(similarity >= CLOSE, k=1))
-    for i, j in candidates:
-        if linked(float(similarity[i, j]), _full_names(docs[i].names & docs[j].names)):
-            a, b = root(int(i)), root(int(j))
-            parent[max(a, b)] = min(a, b)
-    members: dict[int, list[StoryDoc]] = {}
-    for i, doc in enumerate(docs):
-        members.setdefault(root(i), []).append(doc)
-    return [_story(group) for _, group in sorted(members.items())]
+    for i, j in np.argwhere(np.triu(strict, k=1)):
+        x, y = root(int(i)), root(int(j))
+        parent[max(x, y)] = min(x, y)
+    clusters: dict[int, list[int]] = {}
+    for i in range(n):
+        clusters.setdefault(root(i), []).append(i)
+    return list(clusters.values())
 
 
 def _story(members: list[StoryDoc]) -> Story:
@@ -147,13 +201,14 @@ def _as_written(name: str, members: list[StoryDoc]) -> str:
 def update_of(story: Story, vector: np.ndarray | None, earlier: list[tuple[int, frozenset[str], np.ndarray | None]]
               ) -> int | None:
     """Which earlier posted story (its number, names, vector) `story` continues, if any: the closest one
-    it would have been grouped with (the same rule as between two documents)."""
+    that is close by raw vector and shares several full names (the rule that needs no batch mean)."""
     best, best_similarity = None, -1.0
     for number, earlier_names, earlier_vector in earlier:
         if vector is None or earlier_vector is None:
             continue
         similarity = float(vector @ earlier_vector)
-        if linked(similarity, _full_names(frozenset(story.names) & earlier_names)) and similarity > best_similarity:
+        close = similarity >= RULE.close and _full_names(frozenset(story.names) & earlier_names) >= RULE.shared_names
+        if close and similarity > best_similarity:
             best, best_similarity = number, similarity
     return best
 
