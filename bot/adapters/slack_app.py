@@ -3,7 +3,7 @@
 Surface (see slack-manifest.yml):
   * one slash command, `/digestbot <command> [args]`, carries every registry command
     (`/digestbot search tokenizer since:2024-01-01`, `/digestbot digest pause`), parsed by the core's
-    `parse_command_line`; `ack()` comes at once, the work runs in a Bolt lazy listener and the reply
+    `Registry.parse`; `ack()` comes at once, the work runs in a Bolt lazy listener and the reply
     is ephemeral, lookups with a "Share in channel" button;
   * `@digestbot question` (app_mention) is an `ask`, answered in the mention's thread;
   * a file shared with the bot (attached to an @mention, or sent to it in a direct message:
