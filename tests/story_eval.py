@@ -21,7 +21,8 @@ import numpy as np
 
 from bot.config import Settings
 from bot.core import stories
-from bot.core.digest_post import document_vectors
+from bot.core.digest_post import document_vectors, passage_matrices
+from bot.core.digest_rules import TOPIC_THRESHOLD
 from bot.core.ingest import build_document, index_paths
 from bot.core.service import Service
 from bot.core.stories import Rule, StoryDoc
@@ -70,6 +71,40 @@ def fit(docs: list[StoryDoc], truth: dict[str, str]) -> Rule:
     return best
 
 
+# Topic filters: a topic in words and the labelled stories that match it (the rest of the corpus does not).
+TOPICS = {
+    "yacht racing": {"sydney-hobart-yacht-race"},
+    "airline industrial dispute": {"qantas-maintenance-dispute"},
+    "bushfires": {"nsw-bushfires"},
+    "the hunt for Osama bin Laden": {"tora-bora-bin-laden-hunt"},
+    "cricket": {"first-test-adelaide"},
+    "insurance company collapse inquiry": {"hih-royal-commission"},
+    "asylum seekers in detention": {"woomera-detention-unrest"},
+    "Argentina economic crisis": {"argentina-crisis"},
+}
+
+
+def _topic_scores(service: Service) -> dict[str, dict[str, float]]:
+    """topic -> document file name -> its best passage's closeness to the topic (what the filter compares)."""
+    docs = {d.id: Path(d.path).name for d in service.store.documents()}
+    matrices = passage_matrices(service, list(docs))
+    queries = service.models.encoder.embed_queries(list(TOPICS))
+    return {topic: {docs[i]: float((m.astype(np.float32) @ q.astype(np.float32)).max()) for i, m in matrices.items()}
+            for topic, q in zip(TOPICS, queries)}
+
+
+def topic_figures(scores: dict[str, dict[str, float]], truth: dict[str, str], threshold: float) -> tuple[float, float]:
+    """Precision and recall of keeping documents at `threshold`, over all topics together."""
+    kept = relevant = hits = 0
+    for topic, by_doc in scores.items():
+        for name, score in by_doc.items():
+            match = truth[name] in TOPICS[topic]
+            kept += score >= threshold
+            relevant += match
+            hits += match and score >= threshold
+    return (hits / kept if kept else 1.0), hits / relevant
+
+
 def main() -> int:
     models = Models.from_settings(Settings.from_env({}))
     rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
@@ -80,6 +115,7 @@ def main() -> int:
             service.store.replace_document(doc, body, passages)
         service.embed_missing()
         docs = story_docs(service)
+        topic_scores = _topic_scores(service)
         service.close()
         (Path(tmp) / "seeds").mkdir()
         seeds = open_service(Path(tmp) / "seeds", models)
@@ -116,6 +152,11 @@ def main() -> int:
     for name, chosen in (("fitted rule", rule), ("stories.RULE", stories.RULE)):
         seed_groups = [set(s.doc_ids) for s in stories.group(seed_docs, chosen) if s.grouped]
         print(f"{name:13} seeds grouped {seed_groups}; crisis pair together: {CRISIS in seed_groups}")
+    for threshold in (0.80, 0.82, 0.84, 0.85, 0.86, 0.88):
+        precision, recall = topic_figures(topic_scores, truth_all, threshold)
+        marker = "  <- digest_rules.TOPIC_THRESHOLD" if abs(threshold - TOPIC_THRESHOLD) < 1e-9 else ""
+        print(f"topic filter, {len(TOPICS)} topics, threshold {threshold:.2f}: precision {precision:.3f}  "
+              f"recall {recall:.3f}{marker}")
     print(f"reading {len(docs)} documents' cached vectors and names from the store: {loading:.3f} s")
     many = [dataclasses.replace(d, doc_id=f"{d.doc_id}#{k}") for k in range(5) for d in docs][:500]
     started = time.perf_counter()

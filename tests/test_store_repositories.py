@@ -31,7 +31,7 @@ def other(store: Store):
 def test_migrations_keep_their_names_and_order(store: Store):
     """Existing databases recorded these names; renaming one would run it again."""
     applied = [row[0] for row in store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
-    assert applied == ["m001_documents", "m002_chat_state", "m003_digests", "m006_digest_stories", "m004_feeds", "m005_feed_documents"]
+    assert applied == ["m001_documents", "m002_chat_state", "m003_digests", "m006_digest_stories", "m007_digest_filters", "m004_feeds", "m005_feed_documents"]
 
 
 def test_a_lease_has_one_holder_until_it_expires(store: Store, other: Store):

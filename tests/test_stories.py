@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from summarizer import Summary
 
 ADMIN = Actor("U1", "Ada", is_admin=True)
 CONSOLE = Target("console", "local", "news")
+NEWS = Path(__file__).resolve().parent / "data" / "news" / "lee_stories.jsonl"
 CRISIS = {"000_e8e752ce90d85e32.txt", "004_26890ec86dba1039.txt"}  # English forum post, German article
 
 
@@ -119,3 +121,68 @@ def test_documents_without_vectors_stay_single():
 ])
 def test_names(title, text, language, expected):
     assert expected <= stories.names(title, text, language)
+
+
+async def handle_as(service, command: str, actor: Actor = ADMIN, **args):
+    return await service.handle(Request(command, args, actor, CONSOLE))
+
+
+def test_channel_filter_keeps_and_drops_with_reasons(seeded_service):
+    cache_summaries(seeded_service)
+    member = Actor("U2", "Bob")
+    no_schedule = asyncio.run(handle_as(seeded_service, "digest filter", rules="include:openai"))
+    assert not no_schedule.ok and "no digest schedule" in no_schedule.text
+    asyncio.run(handle_as(seeded_service, "digest schedule", time="09:00", timezone="UTC"))
+    refused = asyncio.run(handle_as(seeded_service, "digest filter", member, rules="include:openai"))
+    assert not refused.ok
+    for bad, says in [("include:,", "Empty filter"), ("include:", "Bad filter part"), ("colour:red", "Bad filter part"),
+                      ("topic:\"AI policy\" threshold:2", "threshold must be"), ("include:x exclude:x", "both")]:
+        reply = asyncio.run(handle_as(seeded_service, "digest filter", rules=bad))
+        assert not reply.ok and says in reply.text and "\n" not in reply.text.strip(), (bad, reply.text)
+    assert seeded_service.store.schedules.schedule_for(CONSOLE).filter is None  # bad filters change nothing
+
+    done = asyncio.run(handle_as(seeded_service, "digest filter", rules="include:openai,ilya exclude:llama"))
+    assert done.ok and done.data["filter"]["exclude"] == ["llama"]
+    preview = asyncio.run(handle_as(seeded_service, "digest preview"))
+    kept = {file_of(seeded_service, i["doc_id"]) for i in preview.data["items"]}
+    dropped = {file_of(seeded_service, d["doc_id"]): d["reason"] for d in preview.data["dropped"]}
+    assert dropped == {"001_bbe9685bcaad8dc0.txt": "excluded word: llama"}
+    assert kept == {"000_e8e752ce90d85e32.txt", "002_f4b6692de1b2028a.txt", "003_eb458d82eaf8037a.txt",
+                    "004_26890ec86dba1039.txt"}
+    assert "excluded word: llama" in preview.text and "drops 1" in preview.text
+
+    cleared = asyncio.run(handle_as(seeded_service, "digest filter", rules="clear"))
+    assert cleared.data["filter"] is None
+    assert len(asyncio.run(handle_as(seeded_service, "digest preview")).data["items"]) == 5
+
+
+def test_topic_filter_keeps_the_articles_on_its_topic(service):
+    """Real news (tests/data/news): three Sydney to Hobart race reports among other stories' articles."""
+    rows = [json.loads(line) for line in NEWS.read_text(encoding="utf-8").splitlines()]
+    chosen = [r for r in rows if r["story"] == "sydney-hobart-yacht-race"][:3] + [
+        next(r for r in rows if r["story"] == story) for story in
+        ("qantas-maintenance-dispute", "nsw-bushfires", "first-test-adelaide", "hih-royal-commission")]
+    for row in chosen:
+        doc, body, passages = build_document(row["text"], path=f"news/{row['id']}.txt", title=row["title"])
+        service.store.replace_document(doc, body, passages)
+    service.embed_missing()
+    cache_summaries(service)
+    asyncio.run(handle_as(service, "digest schedule", time="09:00", timezone="UTC"))
+    asyncio.run(handle_as(service, "digest filter", rules='topic:"yacht racing" threshold:0.83'))
+    preview = asyncio.run(handle_as(service, "digest preview"))
+    kept = {file_of(service, i["doc_id"]) for i in preview.data["items"]}
+    assert kept == {f"{r['id']}.txt" for r in chosen[:3]}, preview.data["dropped"]
+    assert len(preview.data["dropped"]) == 4
+    assert all(d["reason"].startswith("off topic (") for d in preview.data["dropped"])
+
+
+def test_filter_on_the_cli(seeded_service, settings, monkeypatch, capsys):
+    cache_summaries(seeded_service)
+    monkeypatch.setenv("DIGESTBOT_DB", settings.db_path)
+    assert cli_main(["digest", "schedule", "09:00", "UTC", "--target", "console:ops"]) == 0
+    assert cli_main(["digest", "filter", "exclude:llama", "--target", "console:ops"]) == 0
+    capsys.readouterr()
+    assert cli_main(["digest", "preview", "--target", "console:ops", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["reason"] for d in data["dropped"]] == ["excluded word: llama"]
+    assert cli_main(["digest", "filter", "colour:red", "--target", "console:ops"]) != 0

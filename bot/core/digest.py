@@ -1,4 +1,4 @@
-"""The `digest` commands: preview, now, schedule, pause, resume, status.
+"""The `digest` commands: preview, now, schedule, filter, pause, resume, status.
 
 The parts they use: digest_rules (schedules and runs as values, parsing, what is due), digest_post (what
 a digest says), digest_outbox (posting once, under the lease), store.schedules (the repository).
@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 from bot.core.registry import Param, command
 from bot.core.digest_outbox import Lease, LeaseLost, post_digest
-from bot.core.digest_post import (build_items, count, digest_data, digest_reply, find_stories, local_time,
-                                  new_documents)
-from bot.core.digest_rules import (EMPTY, FAILED, PENDING, POSTED, UNKNOWN, Run, Schedule, days_text, iso,
-                                   next_fire, parse_days, parse_time, parse_timezone)
+from bot.core.digest_post import (build_items, count, digest_data, digest_reply, filter_documents, find_stories,
+                                  local_time, new_documents)
+from bot.core.digest_rules import (EMPTY, FAILED, FILTER_EXAMPLE, PENDING, POSTED, UNKNOWN, Run, Schedule, days_text,
+                                   iso, next_fire, parse_days, parse_filter, parse_time, parse_timezone)
 from bot.core.models import Reply, Request, Target, UserError
 
 if TYPE_CHECKING:
@@ -40,9 +40,16 @@ async def digest_preview(service: "Service", request: Request) -> Reply:
     schedule = service.store.schedules.schedule_for(target)
     zone = schedule.zone if schedule else ZoneInfo(service.settings.timezone)
     data = digest_data(target, service.store.schedules.last_posted_at(target), items, stories)
+    dropped = []
+    if schedule and schedule.filter:
+        _, dropped = filter_documents(service, new_documents(service.store, target), schedule.filter)
+        data["filter"] = schedule.filter.to_json()
+        data["dropped"] = [{"doc_id": doc.id, "title": doc.title, "reason": reason} for doc, reason in dropped]
     if not items:
-        return Reply("Nothing new for this channel since its last digest.", title="Digest preview", data=data)
+        return Reply("Nothing new for this channel since its last digest." + _drops_text(schedule, dropped),
+                     title="Digest preview", data=data)
     reply = digest_reply(items, remaining, zone, service.clock(), None, "preview", stories)
+    reply.text += _drops_text(schedule, dropped)
     when = schedule and not schedule.paused and local_time(next_fire(schedule, service.clock()), zone)
     reply.text += f"\nNext scheduled digest: {when}." if when else "\nNo active schedule: /digest now posts it."
     reply.title, reply.data = f"Digest preview: {count(len(items))}", data
@@ -114,6 +121,30 @@ async def digest_schedule(service: "Service", request: Request) -> Reply:
                  title="Digest scheduled", data=_schedule_data(schedule, service.clock()))
 
 
+def _drops_text(schedule: Schedule | None, dropped: list) -> str:
+    if not schedule or not schedule.filter:
+        return ""
+    lines = [f"\nFilter: {schedule.filter.describe()}; it keeps the items above and drops {len(dropped)}."]
+    lines += [f"• dropped _{doc.title}_: {reason}" for doc, reason in dropped[:20]]
+    if len(dropped) > 20:
+        lines.append(f"_and {len(dropped) - 20} more_")
+    return "\n".join(lines)
+
+
+@command("digest filter",
+         Param("rules", f"What this channel's digest keeps, such as {FILTER_EXAMPLE}; or clear", greedy=True),
+         admin=True)
+async def digest_filter(service: "Service", request: Request) -> Reply:
+    """Set what this channel's digest includes: keywords, sources, a topic (admins; /digest preview shows it)."""
+    schedule = _require_schedule(service, request.target)
+    digest_filter = parse_filter(request.args["rules"])
+    service.store.schedules.set_filter(schedule.id, digest_filter)
+    text = (f"This channel's digest keeps: **{digest_filter.describe()}**. /digest preview shows what it keeps and "
+            "drops." if digest_filter else "Filter cleared: this channel's digest gets every new document.")
+    return Reply(text, title="Digest filter", data={"target": request.target.key,
+                                                    "filter": digest_filter and digest_filter.to_json()})
+
+
 @command("digest pause", admin=True)
 async def digest_pause(service: "Service", request: Request) -> Reply:
     """Pause this channel's scheduled digests."""
@@ -173,4 +204,5 @@ def _schedule_data(schedule: Schedule, now: dt.datetime) -> dict:
     return {"id": schedule.id, "target": schedule.target.key, "time": f"{schedule.at:%H:%M}",
             "timezone": schedule.timezone, "days": days_text(schedule.days), "paused": schedule.paused,
             "notify_empty": schedule.notify_empty, "created_by": schedule.created_by,
+            "filter": schedule.filter and schedule.filter.to_json(),
             "next_run": None if schedule.paused else iso(next_fire(schedule, now))}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot.core import stories as story_rules
-from bot.core.digest_rules import Period, iso
+from bot.core.digest_rules import DigestFilter, Period, iso
 from bot.core.models import DigestItem, Document, Reply, Target
 from bot.core.stories import Story, StoryDoc
 from bot.core.store import Store
@@ -41,7 +42,8 @@ async def build_items(service: "Service", target: Target,
     """The documents not yet posted to `target`, newest first (at most MAX_ITEMS), with their summaries;
     and how many more wait for the next digest. `keep_alive` runs after each summary (the outbox
     renews its lease there, and stops the build by raising when it lost it)."""
-    new = new_documents(service.store, target)
+    schedule = service.store.schedules.schedule_for(target)
+    new, _ = filter_documents(service, new_documents(service.store, target), schedule and schedule.filter)
     items = []
     for doc in new[:MAX_ITEMS]:
         summary = await service.summarize(doc)
@@ -51,16 +53,53 @@ async def build_items(service: "Service", target: Target,
     return items, len(new) - len(items)
 
 
-def document_vectors(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray | None]:
-    """Each document's vector: the mean of its passage vectors cached in the store (None: not embedded yet)."""
+def passage_matrices(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray]:
+    """Each document's passage vectors cached in the store (documents not embedded yet are left out)."""
     store = service.store
     owner = {p.id: doc_id for doc_id in doc_ids for p in store.passages(doc_id)}
     ids, matrix = store.passage_vectors_of(service.models.encoder_id, np.fromiter(owner, dtype=np.int64))
     rows: dict[str, list[int]] = {}
     for row, passage_id in enumerate(ids):
         rows.setdefault(owner[int(passage_id)], []).append(row)
-    return {doc_id: story_rules.document_vector(matrix[rows[doc_id]]) if doc_id in rows else None
+    return {doc_id: matrix[found] for doc_id, found in rows.items()}
+
+
+def document_vectors(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray | None]:
+    """Each document's vector: the mean of its passage vectors (None: not embedded yet)."""
+    matrices = passage_matrices(service, doc_ids)
+    return {doc_id: story_rules.document_vector(matrices[doc_id]) if doc_id in matrices else None
             for doc_id in doc_ids}
+
+
+def filter_documents(service: "Service", docs: list[Document], digest_filter: DigestFilter | None
+                     ) -> tuple[list[Document], list[tuple[Document, str]]]:
+    """The documents `digest_filter` keeps, and those it drops with the reason why."""
+    if digest_filter is None:
+        return docs, []
+    store, kept, dropped = service.store, [], []
+    topic_scores: dict[str, float] = {}
+    if digest_filter.topic:
+        query = service.models.encoder.embed_queries([digest_filter.topic])[0].astype(np.float32)
+        topic_scores = {doc_id: float((matrix.astype(np.float32) @ query).max())
+                        for doc_id, matrix in passage_matrices(service, [d.id for d in docs]).items()}
+    for doc in docs:
+        words = set(re.findall(r"\w+", f"{doc.title} {store.document_text(doc.id)}".lower()))
+        address = f"{doc.path} {doc.url or ''}"
+        if digest_filter.sources and not any(source in address for source in digest_filter.sources):
+            reason = "not from " + ", ".join(digest_filter.sources)
+        elif digest_filter.include and not words & set(digest_filter.include):
+            reason = "none of: " + ", ".join(digest_filter.include)
+        elif words & set(digest_filter.exclude):
+            reason = "excluded word: " + ", ".join(sorted(words & set(digest_filter.exclude)))
+        elif digest_filter.topic and doc.id not in topic_scores:
+            reason = "not embedded yet: its closeness to the topic is unknown"
+        elif digest_filter.topic and topic_scores[doc.id] < digest_filter.threshold:
+            reason = f"off topic ({topic_scores[doc.id]:.2f} < {digest_filter.threshold:.2f})"
+        else:
+            kept.append(doc)
+            continue
+        dropped.append((doc, reason))
+    return kept, dropped
 
 
 def find_stories(service: "Service", target: Target, items: list[DigestItem]) -> list[Story]:

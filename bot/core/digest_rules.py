@@ -44,6 +44,7 @@ class Schedule:
     paused: bool = False
     notify_empty: bool = False
     created_by: str = ""
+    filter: DigestFilter | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -174,6 +175,68 @@ def due_period(schedule: Schedule, covered_until: dt.datetime | None, now: dt.da
 
 def run_key(schedule_id: int, end: dt.datetime) -> str:
     return f"s{schedule_id}@{iso(end)}"
+
+
+# -- filters -------------------------------------------------------------------------------------
+FILTER_EXAMPLE = 'include:ai,policy exclude:crypto source:https://news.example/ topic:"AI policy" threshold:0.84'
+TOPIC_THRESHOLD = 0.84  # e5 query-passage cosine of a document's best passage to match a topic (tests/story_eval.py: precision 0.90)
+
+
+@dataclass(frozen=True)
+class DigestFilter:
+    """What a channel's digest keeps: any include word (none given: all), no exclude word, a path or
+    address under one of `sources` (none given: all), and a passage close to `topic` by meaning."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    topic: str | None = None
+    threshold: float = TOPIC_THRESHOLD
+
+    def describe(self) -> str:
+        parts = [f"include {', '.join(self.include)}" if self.include else "",
+                 f"exclude {', '.join(self.exclude)}" if self.exclude else "",
+                 f"from {', '.join(self.sources)}" if self.sources else "",
+                 f"on the topic \"{self.topic}\" (threshold {self.threshold:.2f})" if self.topic else ""]
+        return "; ".join(p for p in parts if p) or "everything"
+
+    def to_json(self) -> dict:
+        return {"include": list(self.include), "exclude": list(self.exclude), "sources": list(self.sources),
+                "topic": self.topic, "threshold": self.threshold}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "DigestFilter":
+        return cls(tuple(data["include"]), tuple(data["exclude"]), tuple(data["sources"]), data["topic"],
+                   data["threshold"])
+
+
+def parse_filter(text: str) -> DigestFilter | None:
+    """`include:a,b exclude:c source:PREFIX topic:"words" threshold:0.8` -> a filter; `clear` -> None."""
+    if text.strip().lower() in ("clear", "off", "none"):
+        return None
+    fields: dict[str, list[str]] = {}
+    for match in re.finditer(r'(\S+?):(?:"([^"]*)"|(\S+))|(\S+)', text):
+        key, quoted, bare, stray = match.groups()
+        if stray is not None or key.lower() not in ("include", "exclude", "source", "topic", "threshold"):
+            raise UserError(f"Bad filter part {(stray or key)[:40]!r}: write {FILTER_EXAMPLE} (or clear).")
+        fields.setdefault(key.lower(), []).append(quoted if quoted is not None else bare)
+    words = {key: tuple(w.strip().lower() for v in fields.get(key, []) for w in v.split(",") if w.strip())
+             for key in ("include", "exclude")}
+    topic = " ".join(" ".join(fields.get("topic", [])).split()) or None
+    try:
+        threshold = float(fields["threshold"][-1]) if "threshold" in fields else TOPIC_THRESHOLD
+    except ValueError:
+        threshold = -1.0
+    if not 0 < threshold < 1:
+        raise UserError("threshold must be a number between 0 and 1, such as 0.84.")
+    if "threshold" in fields and not topic:
+        raise UserError("threshold applies to a topic: add topic:\"words\".")
+    result = DigestFilter(words["include"], words["exclude"], tuple(fields.get("source", [])), topic, threshold)
+    if result == DigestFilter():
+        raise UserError(f"Empty filter: write {FILTER_EXAMPLE} (or clear).")
+    if set(result.include) & set(result.exclude):
+        raise UserError(f"{sorted(set(result.include) & set(result.exclude))[0]!r} is both included and excluded.")
+    return result
 
 
 # -- runs ------------------------------------------------------------------------------------------

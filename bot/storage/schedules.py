@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from bot.core.digest_rules import COVERED, DAY_NAMES, FAILED, PENDING, POSTED, Period, Run, Schedule, iso, parse_iso
+from bot.core.digest_rules import COVERED, DAY_NAMES, DigestFilter, FAILED, PENDING, POSTED, Period, Run, Schedule, iso, parse_iso
 from bot.core.models import Target
 from bot.storage.database import Database, migrations
 
@@ -50,6 +50,11 @@ def m006_digest_stories(db: sqlite_utils.Database) -> None:
     db["digest_stories"].create_index(["target", "posted_at"])
 
 
+@migrations()
+def m007_digest_filters(db: sqlite_utils.Database) -> None:
+    db["digest_schedules"].add_column("filter", str)
+
+
 @dataclass(frozen=True)
 class PostedStory:
     run_key: str
@@ -66,6 +71,7 @@ def _schedule(row: dict) -> Schedule:
         days=frozenset(DAY_NAMES.index(d) for d in row["days"].split(",")), paused=bool(row["paused"]),
         notify_empty=bool(row["notify_empty"]), created_by=row["created_by"] or "",
         active_since=parse_iso(row["active_since"]),
+        filter=DigestFilter.from_json(json.loads(row["filter"])) if row.get("filter") else None,
     )
 
 
@@ -107,6 +113,11 @@ class ScheduleRepository:
                 [target.platform, target.workspace, target.channel, f"{at:%H:%M}", timezone,
                  ",".join(DAY_NAMES[d] for d in sorted(days)), int(notify_empty), created_by, iso(now), iso(now)])
         return self.schedule_for(target)
+
+    def set_filter(self, schedule_id: int, digest_filter: DigestFilter | None) -> None:
+        with self.database.transaction():
+            self.db.execute("UPDATE digest_schedules SET filter = ? WHERE id = ?",
+                            [digest_filter and json.dumps(digest_filter.to_json()), schedule_id])
 
     def set_paused(self, schedule_id: int, paused: bool, now: dt.datetime) -> None:
         """Pause or resume; either way the schedule counts as active from `now`."""
