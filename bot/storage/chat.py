@@ -1,4 +1,7 @@
-"""Chat state: votes on replies, and the platform events already handled (delivered at most once)."""
+"""Chat state: the platform events already handled, so a redelivered event is answered once.
+
+(m002 also created a `feedback` table for votes on replies; votes were removed, the table is left
+as it is in existing databases and no code reads it.)"""
 from __future__ import annotations
 
 import sqlite_utils
@@ -18,17 +21,6 @@ def m002_chat_state(db: sqlite_utils.Database) -> None:
 class ChatRepository:
     def __init__(self, database: Database):
         self.database = database
-
-    def record_feedback(self, platform: str, user_id: str, subject: str, vote: int) -> None:
-        with self.database.transaction():
-            self.database.db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?)",
-                                     [platform, user_id, subject, vote, utcnow()])
-
-    def feedback_totals(self, subject: str) -> tuple[int, int]:
-        row = self.database.db.execute(
-            "SELECT coalesce(sum(vote > 0), 0), coalesce(sum(vote < 0), 0) FROM feedback WHERE subject = ?",
-            [subject]).fetchone()
-        return row[0], row[1]
 
     def first_delivery(self, key: str) -> bool:
         """True the first time `key` (a platform's event id) is seen, False for a redelivery."""
