@@ -3,7 +3,7 @@
     store.documents(), store.passages(...), ...  documents, passages, vectors, summaries (documents.py)
     store.schedules                               digest schedules, runs, lease (schedules.py)
     store.feeds                                   followed feeds (feeds.py)
-    store.chat                                    votes and handled platform events (chat.py)
+    store.chat                                    handled platform events (chat.py)
 
 All of them share one Database (database.py): one SQLite file, one connection, one write lock.
 """
