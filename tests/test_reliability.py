@@ -29,7 +29,8 @@ from aiohttp import web
 
 from bot import cli
 from bot.adapters.console import ConsolePoster, respond
-from bot.adapters.slack_app import SlackPoster, build_app
+from bot.adapters.slack_app import build_app
+from bot.adapters.slack_poster import SlackPoster
 from bot.config import Settings
 from bot.core.digest_outbox import run_due
 from bot.core.ingest import build_document, read_file

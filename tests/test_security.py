@@ -79,6 +79,7 @@ ADMIN_REQUESTS = {  # args that succeed for an admin, in an order in which each 
     "digest pause": {},
     "digest resume": {},
     "digest schedule": {"time": "10:15", "timezone": "Europe/Berlin"},
+    "digest filter": {"rules": "include:compost"},
     "feed add": {"url": "{second_feed}"},
     "feed remove": {"feed": "1"},
 }

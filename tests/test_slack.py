@@ -19,7 +19,8 @@ from aiohttp import ClientSession, web
 
 from bot.adapters import slack_app
 from bot.adapters.render_slack import render
-from bot.adapters.slack_app import SHARE_ACTION, ChannelPacer, SlackAdapter
+from bot.adapters.slack_app import SHARE_ACTION, SlackAdapter
+from bot.adapters.slack_poster import ChannelPacer, SlackPoster
 from bot.core.models import Actor, PostError, Reply, Request, Target
 from bot.core.registry import load_commands
 from bot.core.service import Service
@@ -443,7 +444,7 @@ async def test_run_serves_until_cancelled_and_registers_the_poster(seeded_servic
     settings = slack_settings(seeded_service, slack, slack_app_token=slack.app_token, slack_signing_secret=None)
     task = asyncio.create_task(slack_app.run(seeded_service, settings))
     await slack.wait_connected()
-    assert isinstance(seeded_service.posters["slack"], slack_app.SlackPoster)
+    assert isinstance(seeded_service.posters["slack"], SlackPoster)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
