@@ -24,7 +24,7 @@ from bench.run import BENCH_ACTOR, BENCH_TARGET, Options, _settings, seeded_db, 
 from bot.config import Settings
 from bot.core.fetch import add_bytes
 from bot.core.ingest import build_document
-from bot.core.models import Request
+from bot.core.values import Request
 from bot.core.service import Service
 from bot.core.store import Store
 from summarizer import Models

@@ -39,7 +39,7 @@ from bot.adapters.console import ConsolePoster  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.core.answer import answer_question  # noqa: E402
 from bot.core.ingest import build_document, index_paths  # noqa: E402
-from bot.core.models import Actor, Request, Target  # noqa: E402
+from bot.core.values import Actor, Request, Target  # noqa: E402
 from bot.core.retrieve import Retriever  # noqa: E402
 from bot.core.service import ASK_PASSAGES, Service  # noqa: E402
 from bot.core.store import Store  # noqa: E402

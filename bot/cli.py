@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from bot.config import Settings
 from bot.adapters.console import ConsolePoster
 from bot.core.ingest import IndexReport, index_paths
-from bot.core.models import Actor, Reply, Request, Target, UserError
+from bot.core.values import Actor, Reply, Request, Target, UserError
 from bot.core.registry import Command, load_commands
 from bot.core.service import Service, open_service
 from bot.core.store import StoreError

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bot.core.answer import Answer
-from bot.core.models import Hit, Source
+from bot.core.values import Hit, Source
 from bot.core.question import stem
 from summarizer.encoder import Encoder
 from summarizer.generative import Generator, _as_data, estimate_tokens

@@ -19,7 +19,7 @@ import binascii
 from typing import Any
 
 from bot.adapters.render_common import disguised, layout, one_line, web_url
-from bot.core.models import Actor, Reply, Request, Target, UserError
+from bot.core.values import Actor, Reply, Request, Target, UserError
 from bot.core.posting import counted_as_posted
 from bot.core.registry import Command
 from bot.core.service import Service

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from bot.core.ingest import index_paths
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from summarizer import Summary
 from tests.answer_eval import evaluate
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from bot.core.fetch import add_bytes
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from bot.core.service import Service
 from bot.core.store import Store
 

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from bot.adapters.console import run_console, to_request
-from bot.core.models import UserError
+from bot.core.values import UserError
 from bot.core.registry import load_commands
 
 COMMANDS = load_commands()
@@ -49,7 +49,7 @@ def test_command_line_parsing():
 
 
 def test_errors_and_help_speak_each_platforms_command_syntax(seeded_service):
-    from bot.core.models import Actor, Request, Target
+    from bot.core.values import Actor, Request, Target
 
     async def ask_help(platform):
         return await seeded_service.handle(Request("help", {}, Actor("u"), Target(platform, "w", "c")))

@@ -27,7 +27,7 @@ from bot.core.digest_outbox import run_due
 from bot.core.digest_post import brief
 from bot.core.digest_rules import parse_days, parse_time, parse_timezone
 from bot.core.ingest import build_document
-from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.values import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.service import Service
 from bot.core.store import Store
 from summarizer import Models, Summary

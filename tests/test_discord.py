@@ -23,7 +23,7 @@ from aiohttp import web
 from bot.adapters import discord_bot
 from bot.config import Settings
 from bot.core.digest_outbox import run_due
-from bot.core.models import Actor, DigestItem, PostError, Reply, Request, Target
+from bot.core.values import Actor, DigestItem, PostError, Reply, Request, Target
 from bot.core.registry import load_commands
 from bot.core.service import Service
 from bot.core.store import Store

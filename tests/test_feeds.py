@@ -15,7 +15,7 @@ from bot.adapters.console import ConsolePoster
 from bot.core import feeds
 from bot.core.feeds import add_feed_job, feed_status, poll_feeds
 from bot.core.fetch import add_bytes
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from bot.core.watch import watch_folders
 from tests.local_web import LocalWeb, web_server  # noqa: F401 - fixture
 

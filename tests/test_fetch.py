@@ -14,7 +14,7 @@ from bot.adapters.console import respond
 from bot.cli import main
 from bot.core.fetch import MAX_BYTES, FetchError, add_bytes, fetch
 from bot.core.ingest import build_document, index_paths
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from tests.local_web import closed_port, make_pdf, web_server  # noqa: F401 - fixture
 
 MEMBER = Actor("member", "A member")

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.core.ingest import index_paths
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from bot.core.service import Service
 from bot.core.store import Store
 from summarizer import Models

@@ -20,7 +20,7 @@ from bot.adapters import render_discord, render_slack
 from bot.adapters.console import respond
 from bot.adapters.render_console import to_text
 from bot.core.ingest import build_document, index_paths
-from bot.core.models import Actor, DigestItem, Reply, Request, Source, Target
+from bot.core.values import Actor, DigestItem, Reply, Request, Source, Target
 from bot.core.registry import load_commands
 from bot.core.service import Service
 from bot.core.store import Store

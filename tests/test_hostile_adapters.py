@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from bot.adapters import render_discord, render_slack, slack_app
 from bot.adapters.render_console import to_text
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 from tests import fake_platform
 from tests.test_slack import FORM, SECRET, events_url, http_bot, slack  # noqa: F401
 

@@ -18,7 +18,7 @@ import pytest
 from bench.fetch_bomb import BOMBS_MIB, double_gzip
 from bot.core.feeds import poll_feeds
 from bot.core.fetch import MAX_BYTES, FetchError, fetch, is_public_address
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from tests.local_web import web_server  # noqa: F401 - fixture
 from tests.test_feeds import rss
 

@@ -10,7 +10,7 @@ import pytest
 
 from bot.core.fetch import add_bytes
 from bot.core.ingest import MAX_DOCUMENT_CHARS, MAX_FILE_BYTES, MAX_PASSAGES, build_document, index_paths
-from bot.core.models import Actor
+from bot.core.values import Actor
 from bot.core.store import Store, StoreError
 
 MEMBER = Actor("member", "A member")

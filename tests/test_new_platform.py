@@ -8,7 +8,7 @@ import dataclasses
 
 from hypothesis import given, settings, strategies as st
 
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 from tests import fake_platform
 from tests.fake_platform import TEXT_LIMIT, render
 

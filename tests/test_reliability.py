@@ -34,7 +34,7 @@ from bot.adapters.slack_poster import SlackPoster
 from bot.config import Settings
 from bot.core.digest_outbox import run_due
 from bot.core.ingest import build_document, read_file
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from bot.core.schedule import DigestScheduler, job_id
 from bot.core.service import Service, open_service
 from bot.core.store import Store

@@ -9,7 +9,7 @@ from bot.adapters.render_discord import (
     CONTENT_LIMIT, DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT, TITLE_LIMIT, choice_name, escape,
     link, markdown, render, render_quote, sources_block, split,
 )
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 
 HOSTILE = ("@everyone @here <@123456789012345678> <@!42> <@&987654321098765432> <#5> <t:1700000000:R> "
            "<:pepe:123> [click](https://evil.example/x) ||spoiler|| ~~gone~~ __under__ *star* `tick` "

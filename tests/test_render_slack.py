@@ -16,7 +16,7 @@ from bot.adapters.render_slack import (
     render,
     split_text,
 )
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 
 HOSTILE = "<!here> <!channel> <!everyone> <@U123> <!subteam^S1|@team> <#C1> & <https://evil.example|click>"
 # The only `<…>` a rendered message may contain: a web link, plain or with a label that has no `<`, `>` or `|`.

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.core.models import UserError
+from bot.core.values import UserError
 from bot.core.retrieve import query_terms, reciprocal_rank_fusion
 from bot.storage.documents import fts_any
 

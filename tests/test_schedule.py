@@ -9,7 +9,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.core import schedule as schedule_module
 from bot.core.digest_rules import Schedule, fire_times, parse_days
-from bot.core.models import Target
+from bot.core.values import Target
 from bot.core.schedule import MISFIRE_GRACE, SYNC_JOB, DigestScheduler, job_id, trigger_for
 from tests.test_digest import BERLIN, TEAM, UTC, add_doc, berlin, handle
 from tests.test_digest import clock, make_service, platform  # noqa: F401 (fixtures)

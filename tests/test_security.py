@@ -23,7 +23,7 @@ from bot.adapters.runner import RedactSecrets, install_log_redaction
 from bot.adapters.slack_app import SHARE_ACTION, SlackAdapter
 from bot.cli import main as cli_main
 from bot.config import Settings
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from bot.core.registry import load_commands
 from tests.fake_slack import (
     BOT_USER_ID, HOST, TEAM_ID, FakeSlack, app_mention, block_action, event_callback, form_body, interactive_body,

@@ -21,7 +21,7 @@ from bot.adapters import slack_app
 from bot.adapters.render_slack import render
 from bot.adapters.slack_app import SHARE_ACTION, SlackAdapter
 from bot.adapters.slack_poster import ChannelPacer, SlackPoster
-from bot.core.models import Actor, PostError, Reply, Request, Target
+from bot.core.values import Actor, PostError, Reply, Request, Target
 from bot.core.registry import load_commands
 from bot.core.service import Service
 from bot.core.store import Store

@@ -11,7 +11,7 @@ import pytest
 
 from bot.core.digest_rules import EMPTY, FAILED, PENDING, POSTED, Period
 from bot.core.ingest import build_document
-from bot.core.models import Target
+from bot.core.values import Target
 from bot.core.store import Store
 
 UTC = dt.timezone.utc

@@ -14,7 +14,7 @@ from bot.adapters.console import ConsolePoster
 from bot.cli import main as cli_main
 from bot.core import stories
 from bot.core.ingest import build_document
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from bot.core.stories import StoryDoc
 from summarizer import Summary
 

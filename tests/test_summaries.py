@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bot.core.models import Actor, Request, Target
+from bot.core.values import Actor, Request, Target
 from summarizer import SUMMARY_METHOD, Models, Summary
 from summarizer.extractive import KeyPoint, mentions, self_contained, starts_unresolved, title_topics
 from tests.summary_eval import Row, evaluate, has_leading_filler, load_documents

@@ -8,7 +8,7 @@ from typing import TextIO
 from rich.console import Console
 
 from bot.adapters.render_console import to_rich, to_text
-from bot.core.models import Actor, Reply, Request, Target, UserError
+from bot.core.values import Actor, Reply, Request, Target, UserError
 from bot.core.registry import Registry
 from bot.core.service import Service
 

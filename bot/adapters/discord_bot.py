@@ -28,7 +28,7 @@ from bot.adapters.render_discord import (
     run_key_of,
 )
 from bot.config import Settings
-from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.values import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.posting import counted_as_posted
 from bot.core.registry import GROUPS, Command
 from bot.core.service import Service

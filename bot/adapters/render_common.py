@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 
 # A URL with a scheme, or a bare name with a dot and a letters-only last label (`intranet.example`,
 # `www.bank.example.org`, `раураl.com`); `\w` covers look-alike letters from other scripts.

@@ -6,7 +6,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from bot.adapters.render_common import layout
-from bot.core.models import Reply
+from bot.core.values import Reply
 
 
 def source_lines(reply: Reply) -> list[str]:

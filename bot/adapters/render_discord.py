@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import discord
 
 from bot.adapters.render_common import disguised, layout, one_line, web_url
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 
 CONTENT_LIMIT = 2000  # plain message content
 DESCRIPTION_LIMIT = 4096  # one embed's description

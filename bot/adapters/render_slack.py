@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from bot.adapters.render_common import disguised, layout, one_line, web_url
-from bot.core.models import DigestItem, Reply, Source
+from bot.core.values import DigestItem, Reply, Source
 
 SECTION_LIMIT = 3000  # characters in one section's text
 MAX_BLOCKS = 50  # blocks in one message

@@ -38,7 +38,7 @@ from bot.adapters.render_slack import Button, SlackMessage, escape, plain_text, 
 from bot.adapters.slack_poster import ChannelPacer, SlackPoster
 from bot.config import Settings
 from bot.core.fetch import TIMEOUT_S
-from bot.core.models import Actor, PostError, Reply, Request, Target, UserError
+from bot.core.values import Actor, PostError, Reply, Request, Target, UserError
 from bot.core.registry import Registry
 from bot.core.service import Service
 from bot.storage.installations import slack_oauth_stores

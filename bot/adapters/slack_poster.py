@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.render_slack import SlackMessage, render
-from bot.core.models import PostError, Reply, Target
+from bot.core.values import PostError, Reply, Target
 from bot.core.posting import counted_as_posted
 
 POST_ATTEMPTS = 3

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.core.models import Document, Hit, Source
+from bot.core.values import Document, Hit, Source
 from bot.core.question import Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
 from summarizer.text import STOPWORDS, readable, sentence_spans, trim_fillers, words

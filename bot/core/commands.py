@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.core.models import Reply, Request, Source
+from bot.core.values import Reply, Request, Source
 from bot.core.registry import Param, command
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from bot.core.digest_post import (build_items, count, digest_data, digest_reply,
                                   local_time, new_documents)
 from bot.core.digest_rules import (EMPTY, FAILED, FILTER_EXAMPLE, PENDING, POSTED, UNKNOWN, Run, Schedule, days_text,
                                    iso, next_fire, parse_days, parse_filter, parse_time, parse_timezone)
-from bot.core.models import Reply, Request, Target, UserError
+from bot.core.values import Reply, Request, Target, UserError
 
 if TYPE_CHECKING:
     from bot.core.service import Service

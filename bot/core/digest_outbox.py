@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.digest_post import build_items, digest_reply, find_stories
 from bot.core.digest_rules import EMPTY, FAILED, PENDING, POSTED, UNKNOWN, Period, Schedule, due_period, run_key
-from bot.core.models import DigestItem, PostError, Target
+from bot.core.values import DigestItem, PostError, Target
 from bot.core.stories import Story
 from bot.core.store import Store
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from bot.core import stories as story_rules
 from bot.core.digest_rules import DigestFilter, Period, iso
-from bot.core.models import DigestItem, Document, Reply, Target
+from bot.core.values import DigestItem, Document, Reply, Target
 from bot.core.stories import Story, StoryDoc
 from bot.core.store import Store
 

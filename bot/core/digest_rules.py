@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from bot.core.models import Target, UserError
+from bot.core.values import Target, UserError
 
 UTC = dt.timezone.utc
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from bot.core.models import UserError
+from bot.core.values import UserError
 from bot.core.retrieve import clean_query
 from bot.core.store import Store, StoreError
 from summarizer import Models, use_threads

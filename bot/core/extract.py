@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 import httpx
 
-from bot.core.models import UserError
+from bot.core.values import UserError
 
 # Caps per document: a small PDF whose pages share one content stream can expand to tens of
 # millions of characters; a big text file in a folder to gigabytes of memory. Bigger is refused.

@@ -23,7 +23,7 @@ import httpx
 
 from bot.core import fetch as web
 from bot.core.extract import html_to_text, same_site
-from bot.core.models import Document, Reply, Request, UserError
+from bot.core.values import Document, Reply, Request, UserError
 from bot.core.registry import Param, command
 from bot.core.store import Store
 from bot.storage.feeds import Feed

@@ -21,7 +21,7 @@ import httpx
 
 from bot.core.extract import Extracted, FetchError, extract
 from bot.core.ingest import build_document
-from bot.core.models import Actor, Document, Reply, Request, Source, UserError
+from bot.core.values import Actor, Document, Reply, Request, Source, UserError
 from bot.core.registry import Param, command
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core.extract import MAX_DOCUMENT_CHARS, extract, too_long
-from bot.core.models import Document, UserError
+from bot.core.values import Document, UserError
 from bot.core.store import Store
 from summarizer.text import clean_control, guess_language, sentence_spans, word_count
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.core.models import Target
+from bot.core.values import Target
 
 log = logging.getLogger(__name__)
 

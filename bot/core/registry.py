@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.core.models import Reply, Request, UserError
+from bot.core.values import Reply, Request, UserError
 
 if TYPE_CHECKING:
     from bot.core.service import Service

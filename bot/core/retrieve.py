@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bot.core.models import Document, Hit, UserError
+from bot.core.values import Document, Hit, UserError
 from bot.core.store import Store
 from summarizer.encoder import Encoder
 from summarizer.text import clean_control
@@ -22,7 +22,7 @@ SELECTIVE_FROM = 20_000
 COMMON_SHARE = 0.05
 # Question words that only add noise to an OR-query: they never select passages (unless a query has
 # nothing else); on a large index they refine the ranking like common words (Retriever._bm25).
-_STOPWORDS = frozenset("""a an and are as at be been but by can did do does for from had has have how i if in
+_QUESTION_WORDS = frozenset("""a an and are as at be been but by can did do does for from had has have how i if in
 into is it its me my of on or our so than that the their them then there these they this to was we were what
 when where which who whom why will with would you your der die das und ist ein eine einer wer wie was wo warum
 welche welcher von zu mit den dem des im nicht auch sich hat haben wurde""".split())
@@ -205,14 +205,14 @@ class Retriever:
     def _selective_terms(self, terms: list[str], keep_one: bool = True) -> tuple[list[str], list[str]]:
         """(words that select passages, words that only refine their ranking).
 
-        Question words (_STOPWORDS) select nothing unless the query has nothing else. On a large
+        Question words (_QUESTION_WORDS) select nothing unless the query has nothing else. On a large
         index neither do words found in more than COMMON_SHARE of passages: FTS5 scores every
         passage a term matches, so one very common word in an OR-query costs a scan of most of the
         index. There, both still count among the passages that the other words select (see
         `_bm25`); when every word is common, `keep_one` keeps the rarest as the selecting word,
         and without it (hybrid search, where the dense ranking carries such a query) none is.
         """
-        content = [t for t in terms if t not in _STOPWORDS] or terms
+        content = [t for t in terms if t not in _QUESTION_WORDS] or terms
         generation = self.store.generation()
         if self._doc_freq[0] != generation:  # counts are cached until the index changes
             self._doc_freq = (generation, self.store.passage_count(), {})

@@ -20,7 +20,7 @@ from bot.core.embedding import BackgroundEmbedder, QueryVectors, embed_in_batche
 from bot.core import fetch
 from bot.core.feeds import feed_status
 from bot.core.ingest import content_hash
-from bot.core.models import Actor, Document, Hit, Reply, Request, Source, Target, UserError
+from bot.core.values import Actor, Document, Hit, Reply, Request, Source, Target, UserError
 from bot.core.registry import Registry, command_prefix, load_commands
 from bot.core.retrieve import Retriever, parse_since
 from bot.core.store import Store, StoreError

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from bot.storage.database import Database, migrations, utcnow
+from bot.storage.database import Database, migrations, written_at
 
 
 @migrations()
@@ -25,5 +25,5 @@ class ChatRepository:
     def first_delivery(self, key: str) -> bool:
         """True the first time `key` (a platform's event id) is seen, False for a redelivery."""
         with self.database.transaction():
-            cursor = self.database.db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", [key, utcnow()])
+            cursor = self.database.db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", [key, written_at()])
             return cursor.rowcount == 1

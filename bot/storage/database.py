@@ -22,7 +22,9 @@ class StoreError(Exception):
     """The database cannot be written (read-only file, full disk, corrupt file)."""
 
 
-def utcnow() -> str:
+def written_at() -> str:
+    """When a row is written, for the record (cache rows, handled events). Product time (when a
+    document was added, what a digest covers) comes from the Service's injectable clock instead."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 

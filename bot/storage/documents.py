@@ -10,8 +10,8 @@ from collections.abc import Iterable
 import numpy as np
 import sqlite_utils
 
-from bot.core.models import Document, Passage
-from bot.storage.database import Database, StoreError, migrations, utcnow
+from bot.core.values import Document, Passage
+from bot.storage.database import Database, StoreError, migrations, written_at
 
 
 @migrations()
@@ -178,7 +178,7 @@ class DocumentRepository:
             self.db.execute("DELETE FROM documents WHERE id = ? OR path = ?", [doc.id, doc.path])
             self.db["documents"].insert({
                 "id": doc.id, "path": doc.path, "url": doc.url, "title": doc.title, "language": doc.language,
-                "published": doc.published, "added_at": doc.added_at or utcnow(),
+                "published": doc.published, "added_at": doc.added_at or written_at(),
                 "content_hash": doc.content_hash, "chars": doc.chars, "text": text,
             })
             self.db["passages"].insert_all(
@@ -339,7 +339,7 @@ class DocumentRepository:
         with self.database.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?)",
-                [content_hash, model, language, summary, summary_language, utcnow()])
+                [content_hash, model, language, summary, summary_language, written_at()])
 
     # -- bulk loading (benchmarks) -------------------------------------------------------------
     def load_rows(self, documents: list[tuple], passages: list[tuple]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from bot.core.digest_rules import COVERED, DAY_NAMES, DigestFilter, FAILED, PENDING, POSTED, Period, Run, Schedule, iso, parse_iso
-from bot.core.models import Target
+from bot.core.values import Target
 from bot.storage.database import Database, migrations
 
 
