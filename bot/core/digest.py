@@ -135,7 +135,7 @@ def _drops_text(schedule: Schedule | None, dropped: list) -> str:
          Param("rules", f"What this channel's digest keeps, such as {FILTER_EXAMPLE}; or clear", greedy=True),
          admin=True)
 async def digest_filter(service: "Service", request: Request) -> Reply:
-    """Set what this channel's digest includes: keywords, sources, a topic (admins; /digest preview shows it)."""
+    """Choose what this channel's digest includes: words, sources or a topic (admins)."""
     schedule = _require_schedule(service, request.target)
     digest_filter = parse_filter(request.args["rules"])
     service.store.schedules.set_filter(schedule.id, digest_filter)
