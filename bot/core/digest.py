@@ -36,13 +36,14 @@ async def digest_preview(service: "Service", request: Request) -> Reply:
     """Show what this channel's next digest would contain (posts nothing)."""
     target = request.target
     items, remaining = await build_items(service, target)
-    stories = find_stories(service, target, items)
+    stories = await service.in_lookup(find_stories, service, target, items)
     schedule = service.store.schedules.schedule_for(target)
     zone = schedule.zone if schedule else ZoneInfo(service.settings.timezone)
     data = digest_data(target, service.store.schedules.last_posted_at(target), items, stories)
     dropped = []
     if schedule and schedule.filter:
-        _, dropped = filter_documents(service, new_documents(service.store, target), schedule.filter)
+        _, dropped = await service.in_lookup(filter_documents, service, new_documents(service.store, target),
+                                             schedule.filter)
         data["filter"] = schedule.filter.to_json()
         data["dropped"] = [{"doc_id": doc.id, "title": doc.title, "reason": reason} for doc, reason in dropped]
     if not items:

@@ -101,7 +101,7 @@ async def post_digest(service: "Service", lease: Lease, target: Target, key: str
         if period:
             runs.record_run(key, schedule.id, target, period, [], now, status=EMPTY)
         return Outcome(key, EMPTY, [], since)
-    stories = find_stories(service, target, items)
+    stories = await service.in_lookup(find_stories, service, target, items)
     reply = digest_reply(items, remaining, zone, now, period, key, stories)
     doc_ids = [item.doc_id for item in items]
     lease.keep()

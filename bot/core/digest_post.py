@@ -43,7 +43,8 @@ async def build_items(service: "Service", target: Target,
     and how many more wait for the next digest. `keep_alive` runs after each summary (the outbox
     renews its lease there, and stops the build by raising when it lost it)."""
     schedule = service.store.schedules.schedule_for(target)
-    new, _ = filter_documents(service, new_documents(service.store, target), schedule and schedule.filter)
+    new, _ = await service.in_lookup(filter_documents, service, new_documents(service.store, target),
+                                     schedule and schedule.filter)  # a topic filter encodes: off the loop
     items = []
     for doc in new[:MAX_ITEMS]:
         summary = await service.summarize(doc)
