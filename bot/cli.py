@@ -135,8 +135,13 @@ def print_reply(reply: Reply, request: Request, as_json: bool, indent: int | Non
         print(to_text(reply), file=sys.stdout if reply.ok else sys.stderr, flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run() -> None:
+    """The `digestbot` program. Process-wide settings live here, not in `main`, which tests call in-process."""
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `digestbot search x | head` ends quietly
+    raise SystemExit(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()

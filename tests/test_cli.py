@@ -2,6 +2,7 @@
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,14 @@ def test_hostile_queries_through_cli(cli, query):
 def test_unknown_document_filter_is_a_clear_error(cli):
     code, out, err = cli("search", "OpenAI", "--document", "no-such-doc")
     assert code == 1 and "No indexed document matches" in err and "Traceback" not in err
+
+
+def test_main_leaves_the_process_signal_handlers_alone(cli):
+    """In-process callers (these tests, the bot) keep Python's SIGPIPE handling: a write to a closed socket
+    is an error to handle, not the death of the process. Only the `digestbot` program resets it."""
+    before = signal.getsignal(signal.SIGPIPE)
+    assert cli("sources")[0] == 0
+    assert signal.getsignal(signal.SIGPIPE) == before == signal.SIG_IGN
 
 
 def test_index_prints_one_line_count(cli, tmp_path):
