@@ -15,6 +15,8 @@ dezember""".split())
 _LAST_TOKEN = re.compile(r"(\S+)\.$")
 _SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 _LIST_ITEM = re.compile(r"(?:[-*•+]|\d+[.)]|[A-Z][\w .'-]{0,30}:)\s")
+_CLOSING_MARKS = "*_\"'”’»)]"  # emphasis and quotes that may follow a sentence's final stop
+_ONE_LINE_BLOCK = re.compile(r"([^\n]*)(?:\n[ \t]*\n|\s*$)")  # a line, then a blank line or the end
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -65,7 +67,9 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     abbreviation ("Dr.", "z. B."), a German ordinal date ("19. November"), or any period
     followed by a lower-case word ("etc. and"); and for the line break of hard-wrapped text."""
     if "\n" in text[stop:after]:
-        return text.count("\n", stop, after) > 1 or not _wrapped(text, stop, after)
+        if text.count("\n", stop, after) > 1:
+            return not _introduces_line(text, cursor, stop, after)
+        return not _wrapped(text, stop, after)
     if text[stop - 1:stop] != ".":
         return True
     token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
@@ -90,6 +94,17 @@ def _wrapped(text: str, stop: int, after: int) -> bool:
     line = text[text.rfind("\n", 0, stop) + 1:stop].strip()
     following = text[after:after + 40]
     return (len(line) >= 40 and line[-1] not in ".!?:;。！？" and not _LIST_ITEM.match(following))
+
+
+def _introduces_line(text: str, cursor: int, stop: int, after: int) -> bool:
+    """A paragraph that ends by introducing a one-line block, as manuals and FAQs set commands:
+    "To list the packages, execute the command" + "dpkg --list" is one sentence, the command its end.
+    The sentence before has no closing punctuation (or a colon); the block is one short line without any."""
+    line = text[cursor:stop].strip()
+    block = _ONE_LINE_BLOCK.match(text, after)
+    command = block.group(1).strip().rstrip(_CLOSING_MARKS) if block else ""
+    return (len(line.split()) >= 3 and not line.startswith("#") and (line[-1] == ":" or line[-1].isalnum())
+            and 0 < len(command) <= 60 and command[-1] not in ".!?。！？" and not _LIST_ITEM.match(command))
 
 
 def split_sentences(text: str) -> list[str]:

@@ -12,8 +12,8 @@ Options: `--misses tune` lists the tune half's misses (report misses are never p
 asked with `--misses report`), `--rebuild` rebuilds the cached dev-set index, `--only seeds|dev`.
 
 The dev-set index takes minutes to build (embedding ~8 passages/s on a small CPU), so it is
-cached under ${XDG_CACHE_HOME:-~/.cache}/digestbot-eval/, keyed by a hash of the corpus texts
-and the encoder id.
+cached under ${XDG_CACHE_HOME:-~/.cache}/digestbot-eval/, keyed by a hash of the corpus texts, the
+code that cuts them into passages and the encoder id.
 """
 from __future__ import annotations
 
@@ -105,7 +105,13 @@ def corpus_documents(with_wiki: bool = True) -> list[CorpusDoc]:
 
 
 def corpus_digest(docs: list[CorpusDoc], encoder_id: str) -> str:
+    """The cached index's key: the texts, the encoder, and the code that cuts texts into passages."""
+    from bot.core import ingest
+    from summarizer import text
+
     digest = hashlib.sha256(encoder_id.encode())
+    for module in (ingest, text):
+        digest.update(Path(module.__file__).read_bytes())
     for doc in sorted(docs, key=lambda d: d.key):
         digest.update(json.dumps([doc.key, doc.text, doc.meta], sort_keys=True).encode("utf-8"))
     return digest.hexdigest()[:16]

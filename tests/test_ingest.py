@@ -70,6 +70,18 @@ def test_split_passages_handles_run_on_text_without_breaks():
     assert sum(word_count(text[a:b]) for a, b in spans) == 1000
 
 
+def test_a_passage_never_ends_with_a_heading_or_an_introduction():
+    """An FAQ's question and its answer, a line ending "execute the command" and the command, are one passage."""
+    body = "This paragraph explains something at length, " * 16 + "and ends here."
+    text = (f"1.1. What is it?\n\n{body}\n\n1.2. How do I list what is installed?\n\n"
+            f"To list the packages, execute the command\n\n    dpkg --list\n\n{body}\n\n1.3. Last question?\n\n{body}")
+    passages = [text[a:b] for a, b in split_passages(text)]
+    assert [p.count("?") for p in passages] == [1, 1, 1]
+    assert passages[1].startswith("1.2. How do I list") and "execute the command\n\n    dpkg --list" in passages[1]
+    assert passages[2].startswith("1.3. Last question?")
+    assert "".join(passages).replace("\n", "") == text.replace("\n", "")  # nothing lost
+
+
 def test_folders_index_pdfs_and_skip_binary_junk(tmp_path, store: Store):
     from tests.local_web import make_pdf
 

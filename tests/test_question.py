@@ -58,9 +58,19 @@ def test_german_names_need_two_words_where_every_noun_is_capitalised():
     ("6.1. How many Debian distributions are there?\n\n    There are three major distributions: the stable\n"
      "    distribution, the testing distribution, and the unstable one. Next to\n"
      "    these, there is the experimental distribution.\n", 3),
+    # a command set on a line of its own ends the sentence that introduces it; a list does not
+    ("To see what is installed, execute the command\n\n    dpkg --list\n\n    This prints one line per package.", 2),
+    ("Remove a package with the command:\n\n    dpkg --remove foo\n\nThen clean up.", 2),
+    ("To find the package, execute either:\n\n  * dpkg --search foo\n\n  * apt-file search foo\n", 3),
+    ("## What Ilya Sees in 2024\n\n**Pre-training as we know it will end.**\n", 2),  # a heading introduces no command
 ])
 def test_sentences_survive_initials_abbreviations_decimals_and_dates(text, sentences):
     assert len(split_sentences(text)) == sentences
+
+
+def test_an_introduced_command_is_the_end_of_its_sentence():
+    text = "To see what is installed, execute the command\n\n    dpkg --list\n\n    This prints one line per package."
+    assert split_sentences(text)[0].split()[-2:] == ["dpkg", "--list"]
 
 
 @pytest.mark.parametrize("spoken, written", [

@@ -22,6 +22,7 @@ METADATA_FILE = "metadata.json"
 METADATA_FIELDS = ("title", "url", "published", "language")
 MIN_WORDS, MAX_WORDS = 80, 250
 MAX_PASSAGES = 5_000
+LEAD_WORDS = 30  # at most this many words in a paragraph that leads on to the next (`_leads_on`)
 MAX_FILE_BYTES = 32 * 2**20
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
@@ -62,15 +63,28 @@ def split_passages(text: str) -> list[tuple[int, int]]:
         else:
             pieces.extend(_split_long(text, start, end))
     passages: list[tuple[int, int]] = []
+    last_piece = (0, 0)  # the last piece of passages[-1]
     for start, end in pieces:
-        if passages and word_count(text[passages[-1][0]:end]) <= MAX_WORDS and \
-                word_count(text[passages[-1][0]:passages[-1][1]]) < MIN_WORDS:
+        if passages and word_count(text[passages[-1][0]:end]) <= MAX_WORDS and (
+                word_count(text[passages[-1][0]:passages[-1][1]]) < MIN_WORDS or _leads_on(text, *last_piece)):
             passages[-1] = (passages[-1][0], end)
+        elif passages and _leads_on(text, *last_piece) and last_piece[0] > passages[-1][0]:
+            passages[-1] = _strip_span(text, passages[-1][0], last_piece[0])  # a heading goes with its section
+            passages.append((last_piece[0], end))
         else:
             passages.append((start, end))
+        last_piece = (start, end)
     if len(passages) > 1 and word_count(text[passages[-1][0]:passages[-1][1]]) < MIN_WORDS // 2:
         passages[-2:] = [(passages[-2][0], passages[-1][1])]
     return passages
+
+
+def _leads_on(text: str, start: int, end: int) -> bool:
+    """A short paragraph that introduces the next one: a heading, a question, a line ending in a colon
+    or with no closing punctuation ("execute the command" before "dpkg --list"). A passage never ends
+    with one, so an FAQ's question and the command that answers it are read and retrieved together."""
+    piece = text[start:end].rstrip()
+    return bool(piece) and word_count(piece) <= LEAD_WORDS and piece[-1] not in ".!;。！\"”’»"
 
 
 def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
