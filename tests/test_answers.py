@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from bot.core.answer import candidates_for
 from bot.core.ingest import index_paths
 from bot.core.values import Actor, Request, Target
 from summarizer import Summary
@@ -75,6 +76,33 @@ def test_faq_answer_is_what_follows_its_question(seeded_service, run, tmp_path):
     # a how-many question whose section holds no number is not answered by a numberless sentence
     reply = ask(seeded_service, "How many mirrors of the archive are there?", run)
     assert reply.ok and not reply.sources and reply.text.startswith("I found nothing"), reply.text
+
+
+def test_a_section_that_quotes_the_question_points_to_the_answer(seeded_service, run, tmp_path):
+    shutil.copy(FAQ, tmp_path / "faq.md")
+    index_paths(seeded_service.store, [tmp_path / "faq.md"])
+    seeded_service.embed_missing()
+    reply = ask(seeded_service, "Are there logs of known bugs?", run)
+    assert reply.ok and "bug tracking system" in reply.text and "Section 1.4" not in reply.text, reply.text
+
+
+def test_a_passage_begins_in_the_section_of_the_heading_before_it(seeded_service, tmp_path):
+    """An FAQ answer may go on past the passage that holds its question: the next passage knows it is
+    still in that question's section, and only that section answers it."""
+    intro = "Reports on open and closed issues are public, as the project promised in its charter. " * 6
+    (tmp_path / "long-faq.md").write_text(
+        f"## 2.1. Are there logs of known bugs?\n\n{intro}\n\nThe project runs a bug tracking system that "
+        f"files every report under a number.\n\n## 2.2. Who fixes bugs?\n\n{intro}\n")
+    index_paths(seeded_service.store, [tmp_path / "long-faq.md"])
+    seeded_service.embed_missing()
+    question = "Are there logs of known bugs?"
+    hits = [hit for hit in seeded_service.question_hits(question) if hit.document.path.endswith("long-faq.md")]
+    second = next(hit for hit in hits if hit.passage.text.startswith("The project runs a bug tracking system"))
+    assert "2.1. Are there logs of known bugs?" in second.before  # its heading is in the passage before
+    candidates = candidates_for(question, hits, seeded_service.models.encoder)
+    answer = next(c for c in candidates if "bug tracking system" in c.sentence)
+    assert answer.under_question and not any(c.under_question for c in candidates if "2.2." in c.hit.passage.text
+                                              and c.start > c.hit.passage.text.index("2.2."))
 
 
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):

@@ -7,8 +7,11 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    sentence naming the subject is found); candidates are scored for meaning (multilingual e5
    cosine), for holding the question's words, and for holding a phrase of the wanted kind that
    the question does not already contain;
-3. sentences that restate the question (questions, headings, the title) are never the answer;
-4. the bot abstains when the best candidate's evidence (meaning, the question's rarer words, a
+3. sentences that restate the question (questions, headings, the title) or quote it (a cross-reference
+   to the section that answers it) are never the answer; when a document asks the question itself
+   (an FAQ's heading), the answer comes from the section under that heading, which a passage may
+   begin inside of (`Hit.before`), and no threshold applies;
+4. otherwise the bot abstains when the best candidate's evidence (meaning, the question's rarer words, a
    phrase of the wanted kind near them) stays below a threshold fitted on the dev set's tune half.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 from bot.core.values import Document, Hit, Source
 from bot.core.question import Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
-from summarizer.text import STOPWORDS, readable, sentence_spans, trim_fillers, words
+from summarizer.text import STOPWORDS, readable, sentence_spans, split_sentences, trim_fillers, words
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ QUOTE_CHARS = 400
 # on with the section's next sentences up to SECTION_ANSWER_CHARS: an FAQ's answer is what follows
 # its question, often over two or three sentences ("Use reportbug. It guides you ...").
 SECTION_MATCH = 0.6
+# A heading whose words and the question's overlap this much (Jaccard, by stem) is the question itself.
+ASKED_HEADING = 0.75
+CITED_WORDS = 4  # a sentence of the question this long (words), quoted whole, makes a cross-reference (`_cites`)
+QUOTING_MARKS = "?“”„«»\""
 SECTION_ANSWER_CHARS = 320
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)+\.?\s+")
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
@@ -87,6 +94,7 @@ class Candidate:
     other_language: bool
     rank: float  # 1 for the first retrieved passage, towards 0 for the last
     section: float  # share of the question's words in the heading or FAQ question the sentence follows
+    under_question: bool = False  # that heading is the question itself (ASKED_HEADING): an FAQ's own answer
 
     def score(self, weights: Weights) -> float:
         bonus = weights.phrase + weights.near * self.near if self.phrase else 0.0
@@ -125,9 +133,12 @@ def candidates_for(question: str, hits: list[Hit], encoder: Encoder,
 def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights = WEIGHTS) -> Answer:
     """The answer the candidates support under `weights` (no model work: the fit reruns this)."""
     closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
+    asked_here = [c for c in candidates if c.under_question]
+    if asked_here:  # a document asks this very question (an FAQ): its answer is the section that follows
+        candidates = asked_here
     scores = {id(c): c.score(weights) for c in candidates}
     ranked = sorted(candidates, key=lambda c: -scores[id(c)])
-    if not ranked or scores[id(ranked[0])] < weights.min_evidence:
+    if not ranked or (not asked_here and scores[id(ranked[0])] < weights.min_evidence):
         return Answer("", [], True, closest)
     chosen = [ranked[0]]
     if ranked[0].phrase is None:
@@ -159,12 +170,12 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     for rank, hit in enumerate(hits):
         text = hit.passage.text
         sentences = sentence_spans(text)
-        section = 0.0  # how closely the question or heading this sentence follows matches the question
+        section = _section_at_end(hit.before, hit.document.title, asked, asked_stems)  # the one it begins in
         for i, (a, b) in enumerate(sentences):
             if _restates(text[a:b], hit.document.title, asked):
-                section = len(asked_stems & _stems(text[a:b])) / max(len(asked_stems), 1)
+                section = _section_after(text[a:b], section, asked_stems)
                 continue
-            if len(words(readable(text[a:b]))) < MIN_WORDS:
+            if len(words(readable(text[a:b]))) < MIN_WORDS or _cites(text[a:b], asked):
                 continue
             context = sentences[i - 1][0] if i else a
             spans.append((rank, hit, context, a, b, section))
@@ -174,7 +185,7 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     coverages, idf = _coverage(asked, [(hit, hit.passage.text[c:b], hit.passage.text[a:b])
                                        for _, hit, c, a, b, _ in spans])
     features = []
-    for (rank, hit, context, a, b, section), coverage in zip(spans, coverages):
+    for (rank, hit, context, a, b, (section, _)), coverage in zip(spans, coverages):
         phrase, near = _best_phrase(hit, a, b, asked, idf)
         features.append((coverage, phrase, near, 1 - rank / len(hits), section))
     if asked.needs_phrase:
@@ -186,9 +197,10 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     similarities = embed([contexts[i] for i in keep]) @ query
     candidates = []
     for i, similarity in zip(keep, similarities):
-        (rank, hit, context, a, b, section), (coverage, phrase, near, rank_share, _) = spans[i], features[i]
+        (rank, hit, context, a, b, (section, under_question)), (coverage, phrase, near, rank_share, _) = \
+            spans[i], features[i]
         candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
-                                     hit.document.language != asked.language, rank_share, section))
+                                     hit.document.language != asked.language, rank_share, section, under_question))
     return candidates
 
 
@@ -214,6 +226,40 @@ def _restates(sentence: str, title: str, asked: Question) -> bool:
     return (_is_heading(sentence)
             or (len(added) <= 1 and not any(w[0].isdigit() for w in added))
             or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3))
+
+
+def _section_match(heading: str, asked_stems: set[str]) -> tuple[float, bool]:
+    """(share of the question's words in a heading or restating sentence, whether it is a heading
+    that is the question itself: the section that follows is that question's answer)."""
+    stems = _stems(_SECTION_NUMBER.sub("", readable(heading)))
+    shared = len(asked_stems & stems)
+    return shared / max(len(asked_stems), 1), _is_heading(heading) and shared >= ASKED_HEADING * len(asked_stems | stems) > 0
+
+
+def _section_at_end(text: str, title: str, asked: Question, asked_stems: set[str]) -> tuple[float, bool]:
+    """The section match in force at the end of `text` (the passage before a hit)."""
+    section = (0.0, False)
+    for a, b in sentence_spans(text):
+        if _restates(text[a:b], title, asked):
+            section = _section_after(text[a:b], section, asked_stems)
+    return section
+
+
+def _section_after(heading: str, section: tuple[float, bool], asked_stems: set[str]) -> tuple[float, bool]:
+    """The section a heading or restating sentence starts; a line ending in a colon ("Reports are
+    public:") introduces what follows inside the current section and starts none."""
+    return section if readable(heading).endswith(":") else _section_match(heading, asked_stems)
+
+
+def _cites(sentence: str, asked: Question) -> bool:
+    """A sentence that quotes the question, or a sentence of it ("See Section 12.4, “Are there logs of
+    known bugs?”"), points to where it is answered; it is not the answer. Without a quotation mark or a
+    question mark it only shares the question's words ("Emmett Shear, who became interim CEO of OpenAI")."""
+    if not any(mark in sentence for mark in QUOTING_MARKS):
+        return False
+    quoted = f" {' '.join(words(sentence.lower()))} "
+    return any(len(part) >= CITED_WORDS and f" {' '.join(part)} " in quoted
+               for part in (words(line.lower()) for line in split_sentences(asked.text)))
 
 
 def _stems(text: str) -> set[str]:
