@@ -14,7 +14,7 @@ import itertools
 import sys
 import time
 
-from bot.core.answer import WEIGHTS, Weights, answer_from, candidates_for
+from bot.core.answer import WEIGHTS, Weights, answer_from, answer_pool, candidates_for
 from tests.answer_eval import contains_any, load_dev_questions, open_dev_service
 
 GRID = {
@@ -57,9 +57,11 @@ def judged(rows, weights: Weights) -> list[tuple[float, bool, bool, bool]]:
         if not candidates:
             result.append((float("-inf"), bool(item["answers"]), False, False))
             continue
-        scores = [c.score(weights) for c in candidates]
-        best = max(range(len(scores)), key=scores.__getitem__)
-        result.append((scores[best], bool(item["answers"]), *judged_alone[best]))
+        pool, thresholded = answer_pool(candidates)  # as answer_from chooses
+        best = max((i for i, c in enumerate(candidates) if any(c is p for p in pool)),
+                   key=lambda i: candidates[i].score(weights))
+        top = candidates[best].score(weights) if thresholded else float("inf")
+        result.append((top, bool(item["answers"]), *judged_alone[best]))
     return result
 
 

@@ -1,4 +1,5 @@
 """Answers and summaries from the real default models over the real seeds."""
+import dataclasses
 import shutil
 import time
 
@@ -136,3 +137,29 @@ def test_ambiguous_and_unknown_documents_are_clear_errors(seeded_service, run):
     assert not unknown.ok and "No indexed document matches" in unknown.text
     ambiguous = run(seeded_service.handle(Request("summary", {"document": "seeds/00"}, ME, HERE)))
     assert not ambiguous.ok and "documents match" in ambiguous.text
+
+
+def test_the_fit_chooses_as_answers_do():
+    """`tests.fit_answer` re-ranks candidates without the models; it must pick the candidate that
+    `answer_from` answers with, and know when no threshold applies (a document asking the question)."""
+    from bot.core.answer import WEIGHTS, Candidate, answer_from
+    from bot.core.values import Document, Hit, Passage
+    from tests.fit_answer import judged
+
+    text = "1.2. Are there logs? The project keeps a bug log. Mail the list for help."
+    hit = Hit(Passage(1, "faq", 0, 0, len(text), text), Document("faq", "faq.md", "FAQ", "en", "h", len(text)), 1.0)
+
+    def candidate(sentence: str, similarity: float, under_question: bool) -> Candidate:
+        start = text.index(sentence)
+        return Candidate(hit, start, start + len(sentence), start, similarity, 0.0, None, 0.0, False, 1.0, 0.0,
+                         under_question)
+
+    in_section = candidate("The project keeps a bug log.", 0.70, True)  # below the threshold, yet the answer
+    elsewhere = candidate("Mail the list for help.", 0.95, False)
+    for candidates in ([in_section, elsewhere], [dataclasses.replace(in_section, under_question=False), elsewhere]):
+        answer = answer_from(candidates, [hit])
+        top, _, fact, _ = judged([({"answers": ["bug log"]}, [hit], candidates, [(True, True), (False, False)])],
+                                 WEIGHTS)[0]
+        asked_here = candidates[0].under_question
+        assert (in_section if asked_here else elsewhere).sentence in answer.text
+        assert fact == asked_here and (top == float("inf")) == asked_here

@@ -133,12 +133,10 @@ def candidates_for(question: str, hits: list[Hit], encoder: Encoder,
 def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights = WEIGHTS) -> Answer:
     """The answer the candidates support under `weights` (no model work: the fit reruns this)."""
     closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
-    asked_here = [c for c in candidates if c.under_question]
-    if asked_here:  # a document asks this very question (an FAQ): its answer is the section that follows
-        candidates = asked_here
+    candidates, thresholded = answer_pool(candidates)
     scores = {id(c): c.score(weights) for c in candidates}
     ranked = sorted(candidates, key=lambda c: -scores[id(c)])
-    if not ranked or (not asked_here and scores[id(ranked[0])] < weights.min_evidence):
+    if not ranked or (thresholded and scores[id(ranked[0])] < weights.min_evidence):
         return Answer("", [], True, closest)
     chosen = [ranked[0]]
     if ranked[0].phrase is None:
@@ -160,6 +158,13 @@ def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights =
     short = chosen[0].short
     text = " ".join(lines)
     return Answer(f"**{short}**\n{text}" if short else text, sources, False, closest, short)
+
+
+def answer_pool(candidates: list[Candidate]) -> tuple[list[Candidate], bool]:
+    """The candidates an answer is chosen from, and whether the evidence threshold applies: when a
+    document asks the question itself (an FAQ heading), only that section's, with no threshold."""
+    asked_here = [c for c in candidates if c.under_question]
+    return (asked_here, False) if asked_here else (candidates, True)
 
 
 def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], np.ndarray],
