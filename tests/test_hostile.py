@@ -14,7 +14,7 @@ import shutil
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from bot.adapters import render_discord, render_slack
 from bot.adapters.console import respond
@@ -196,6 +196,10 @@ def test_lone_surrogates_from_platform_json_are_bad_input_not_an_internal_error(
 @given(text=HOSTILE, title=HOSTILE, quote=HOSTILE, path=HOSTILE,
        url=st.one_of(st.none(), HOSTILE.map(lambda s: "https://example.org/" + s)),
        sources=st.integers(0, 12), items=st.integers(0, 30), ok=st.booleans())
+# found by this test on a CI run: a link syntax and a mass mention inside a relayed URL's path
+@example(text="", title="[x](https://evil.example)", quote="", path="", sources=0, items=1, ok=True,
+         url="https://example.org/@everyone[x](https://evil.example)")
+@example(text="", title="x", quote="", path="", sources=1, items=1, ok=True, url="https://[x](https://evil.example)")
 def test_any_reply_renders_inert_and_within_limits(text, title, quote, path, url, sources, items, ok):
     reply = Reply(
         text=(text + " ") * 20, title=title, ok=ok,

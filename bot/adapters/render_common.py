@@ -54,7 +54,11 @@ def disguised(label: str, url: str) -> bool:
 
 # -- the layout every renderer shares ----------------------------------------------------------------
 URL_LIMIT = 1000  # longer URLs are shown as plain titles rather than links
-_URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"  # what a web URL keeps unquoted inside link syntax
+# What a web URL keeps unquoted inside link syntax: in its host part (brackets for IPv6) and after it.
+# No "@" anywhere (no mention, no user@host disguise), no "](" anywhere (no markdown link inside a link).
+_HOST_SAFE = ":[]%~-._!$&'*+,;="
+_PATH_SAFE = "/:?#%~-._!$&'()*+,;="
+_HOST_END = re.compile(r"[/?#]|$")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ def one_line(text: str, limit: int) -> str:
 def web_url(url: str | None) -> str | None:
     """An http(s) URL, percent-quoted so it cannot break out of link syntax; None for anything else
     (file paths, javascript:, URLs over URL_LIMIT), which renderers show as text instead."""
-    if not url or len(url) > URL_LIMIT or not re.match(r"https?://", url, re.IGNORECASE):
+    scheme = re.match(r"https?://", url or "", re.IGNORECASE)
+    if not scheme or len(url) > URL_LIMIT:
         return None
-    return quote(url, safe=_URL_SAFE, errors="replace")
+    host_end = _HOST_END.search(url, scheme.end()).start()
+    return (scheme.group() + quote(url[scheme.end():host_end], safe=_HOST_SAFE, errors="replace")
+            + quote(url[host_end:], safe=_PATH_SAFE, errors="replace"))
