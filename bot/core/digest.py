@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.registry import Param, command
 from bot.core.digest_outbox import Lease, LeaseLost, post_digest
-from bot.core.digest_post import (build_items, count, digest_data, digest_reply, filter_documents, find_stories,
+from bot.core.digest_post import (build_items, count, digest_data, digest_reply, find_stories,
                                   local_time, new_documents)
 from bot.core.digest_rules import (EMPTY, FAILED, FILTER_EXAMPLE, PENDING, POSTED, UNKNOWN, Run, Schedule, days_text,
                                    iso, next_fire, parse_days, parse_filter, parse_time, parse_timezone)
@@ -35,21 +35,19 @@ def _require_schedule(service: "Service", target: Target) -> Schedule:
 async def digest_preview(service: "Service", request: Request) -> Reply:
     """Show what this channel's next digest would contain (posts nothing)."""
     target = request.target
-    items, remaining = await build_items(service, target)
+    batch = await build_items(service, target)
+    items, dropped = batch.items, batch.dropped
     stories = await service.in_lookup(find_stories, service, target, items)
     schedule = service.store.schedules.schedule_for(target)
     zone = schedule.zone if schedule else ZoneInfo(service.settings.timezone)
     data = digest_data(target, service.store.schedules.last_posted_at(target), items, stories)
-    dropped = []
     if schedule and schedule.filter:
-        _, dropped = await service.in_lookup(filter_documents, service, new_documents(service.store, target),
-                                             schedule.filter)
         data["filter"] = schedule.filter.to_json()
         data["dropped"] = [{"doc_id": doc.id, "title": doc.title, "reason": reason} for doc, reason in dropped]
     if not items:
         return Reply("Nothing new for this channel since its last digest." + _drops_text(schedule, dropped),
                      title="Digest preview", data=data)
-    reply = digest_reply(items, remaining, zone, service.clock(), None, "preview", stories)
+    reply = digest_reply(items, batch.remaining, zone, service.clock(), None, "preview", stories)
     reply.text += _drops_text(schedule, dropped)
     when = schedule and not schedule.paused and local_time(next_fire(schedule, service.clock()), zone)
     reply.text += f"\nNext scheduled digest: {when}." if when else "\nNo active schedule: /digest now posts it."

@@ -94,7 +94,8 @@ async def post_digest(service: "Service", lease: Lease, target: Target, key: str
     fail transiently are retried at `retry_at`; manual ones are reported to whoever asked."""
     runs = service.store.schedules
     since = runs.last_posted_at(target)
-    items, remaining = await build_items(service, target, lease.keep)
+    batch = await build_items(service, target, lease.keep)
+    items, remaining = batch.items, batch.remaining
     zone = schedule.zone if schedule else ZoneInfo(service.settings.timezone)
     now = service.clock()
     if not items and not (schedule and schedule.notify_empty):

@@ -37,21 +37,30 @@ def brief(overview: str) -> str:
     return line if len(line) <= SUMMARY_CHARS else line[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
 
 
-async def build_items(service: "Service", target: Target,
-                      keep_alive: Callable[[], None] | None = None) -> tuple[list[DigestItem], int]:
-    """The documents not yet posted to `target`, newest first (at most MAX_ITEMS), with their summaries;
-    and how many more wait for the next digest. `keep_alive` runs after each summary (the outbox
-    renews its lease there, and stops the build by raising when it lost it)."""
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What a channel's next digest holds: its items, how many more documents wait for the digest
+    after it, and the documents its filter dropped, each with the reason."""
+
+    items: list[DigestItem]
+    remaining: int
+    dropped: list[tuple[Document, str]]
+
+
+async def build_items(service: "Service", target: Target, keep_alive: Callable[[], None] | None = None) -> Batch:
+    """The documents not yet posted to `target` that pass its filter, newest first (at most MAX_ITEMS),
+    with their summaries. `keep_alive` runs after each summary (the outbox renews its lease there, and
+    stops the build by raising when it lost it)."""
     schedule = service.store.schedules.schedule_for(target)
-    new, _ = await service.in_lookup(filter_documents, service, new_documents(service.store, target),
-                                     schedule and schedule.filter)  # a topic filter encodes: off the loop
+    new, dropped = await service.in_lookup(filter_documents, service, new_documents(service.store, target),
+                                           schedule and schedule.filter)  # a topic filter encodes: off the loop
     items = []
     for doc in new[:MAX_ITEMS]:
         summary = await service.summarize(doc)
         if keep_alive:
             keep_alive()
         items.append(DigestItem(doc.id, doc.title, doc.link, doc.url, doc.path, brief(summary.overview), doc.published))
-    return items, len(new) - len(items)
+    return Batch(items, len(new) - len(items), dropped)
 
 
 def passage_matrices(service: "Service", doc_ids: list[str]) -> dict[str, np.ndarray]:
