@@ -94,7 +94,7 @@ class Candidate:
     other_language: bool
     rank: float  # 1 for the first retrieved passage, towards 0 for the last
     section: float  # share of the question's words in the heading or FAQ question the sentence follows
-    under_question: bool = False  # that heading is the question itself (ASKED_HEADING): an FAQ's own answer
+    under_question: bool  # that heading is the question itself (ASKED_HEADING): an FAQ's own answer
 
     def score(self, weights: Weights) -> float:
         bonus = weights.phrase + weights.near * self.near if self.phrase else 0.0
