@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from bot.core.answer import candidates_for
+from bot.core.answer import answer_question, candidates_for
 from bot.core.ingest import index_paths
-from bot.core.values import Actor, Request, Target
+from bot.core.values import Actor, Document, Hit, Passage, Request, Target
 from summarizer import Summary
 from tests.answer_eval import evaluate
 
@@ -99,11 +99,51 @@ def test_a_passage_begins_in_the_section_of_the_heading_before_it(seeded_service
     question = "Are there logs of known bugs?"
     hits = [hit for hit in seeded_service.question_hits(question) if hit.document.path.endswith("long-faq.md")]
     second = next(hit for hit in hits if hit.passage.text.startswith("The project runs a bug tracking system"))
-    assert "2.1. Are there logs of known bugs?" in second.before  # its heading is in the passage before
+    assert "2.1. Are there logs of known bugs?" in second.before.text  # its heading is in the passage before
     candidates = candidates_for(question, hits, seeded_service.models.encoder)
     answer = next(c for c in candidates if "bug tracking system" in c.sentence)
     assert answer.under_question and not any(c.under_question for c in candidates if "2.2." in c.hit.passage.text
                                               and c.start > c.hit.passage.text.index("2.2."))
+
+
+def _faq_hits(*texts: str) -> list[Hit]:
+    """The FAQ's last passage as the one hit, the passage before it attached as search attaches it."""
+    document = Document("faq", "faq.txt", "FAQ", "en", "h", sum(map(len, texts)))
+    passages, start = [], 0
+    for ordinal, text in enumerate(texts):
+        passages.append(Passage(ordinal + 1, "faq", ordinal, start, start + len(text), text))
+        start += len(text)
+    return [Hit(passages[-1], document, 1.0, before=passages[-2] if len(passages) > 1 else None)]
+
+
+def test_an_faq_answers_right_under_its_question(seeded_service):
+    """The answer to an FAQ's own question is the opening of its section, even when the opening lies in
+    the passage before the one retrieved and later sentences share more of the question's words."""
+    hits = _faq_hits("14.1. Can I make and sell Debian CDs?\n\n    Go ahead. You do not need permission to "
+                     "distribute anything we have released.",
+                     "We will publish a list of CD manufacturers who donate to Debian, so making and selling "
+                     "Debian CDs is good advertising for the makers of CDs.")
+    answer = answer_question("Can I make and sell Debian CDs?", hits, seeded_service.models.encoder)
+    assert "do not need permission" in answer.text and answer.sources[0].passage_id == 1, answer.text
+
+
+def test_a_heading_goes_on_with_the_questions_of_its_paragraph(seeded_service):
+    """"9.4. How can I log ...? I'd like to know ...!" is one heading: its second sentence is no answer."""
+    hits = _faq_hits("9.4. How can I log the packages I installed? I'd like to know when packages were\n"
+                     "updated or removed!\n\n    Add the option --log=file to dpkg and it writes every change "
+                     "to the package states into that file.")
+    answer = answer_question("How can I log the packages I installed?", hits, seeded_service.models.encoder)
+    assert "--log=file" in answer.text and "I'd like to know" not in answer.text, answer.text
+
+
+def test_of_two_headings_asking_the_question_the_one_that_words_it_answers(seeded_service):
+    """Both headings hold every content word of "Does Debian just do GNU/Linux?"; only one asks it."""
+    hits = _faq_hits("1.1. What is Debian GNU/Linux?\n\n    Debian GNU/Linux is a distribution of the Linux "
+                     "operating system with many packages that run on it.\n\n1.2. Does Debian just do "
+                     "GNU/Linux?\n\n    Currently Debian is only available for Linux, with ports to the Hurd "
+                     "kernel under way.")
+    answer = answer_question("Does Debian just do GNU/Linux?", hits, seeded_service.models.encoder)
+    assert "only available for Linux" in answer.text, answer.text
 
 
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
@@ -149,14 +189,13 @@ def test_the_fit_chooses_as_answers_do():
     text = "1.2. Are there logs? The project keeps a bug log. Mail the list for help."
     hit = Hit(Passage(1, "faq", 0, 0, len(text), text), Document("faq", "faq.md", "FAQ", "en", "h", len(text)), 1.0)
 
-    def candidate(sentence: str, similarity: float, under_question: bool) -> Candidate:
+    def candidate(sentence: str, similarity: float, asked: float) -> Candidate:
         start = text.index(sentence)
-        return Candidate(hit, start, start + len(sentence), start, similarity, 0.0, None, 0.0, False, 1.0, 0.0,
-                         under_question)
+        return Candidate(hit, start, start + len(sentence), start, similarity, 0.0, None, 0.0, False, 1.0, 0.0, asked)
 
-    in_section = candidate("The project keeps a bug log.", 0.70, True)  # below the threshold, yet the answer
-    elsewhere = candidate("Mail the list for help.", 0.95, False)
-    for candidates in ([in_section, elsewhere], [dataclasses.replace(in_section, under_question=False), elsewhere]):
+    in_section = candidate("The project keeps a bug log.", 0.70, 1.0)  # below the threshold, yet the answer
+    elsewhere = candidate("Mail the list for help.", 0.95, 0.0)
+    for candidates in ([in_section, elsewhere], [dataclasses.replace(in_section, asked=0.0), elsewhere]):
         answer = answer_from(candidates, [hit])
         top, _, fact, _ = judged([({"answers": ["bug log"]}, [hit], candidates, [(True, True), (False, False)])],
                                  WEIGHTS)[0]

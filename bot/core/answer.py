@@ -9,8 +9,9 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    the question does not already contain;
 3. sentences that restate the question (questions, headings, the title) or quote it (a cross-reference
    to the section that answers it) are never the answer; when a document asks the question itself
-   (an FAQ's heading), the answer comes from the section under that heading, which a passage may
-   begin inside of (`Hit.before`), and no threshold applies;
+   (an FAQ's heading), the answer is the opening of the section under that heading (of the heading
+   that words the question best), which may lie in the passage before the one retrieved
+   (`Hit.before`), and no threshold applies;
 4. otherwise the bot abstains when the best candidate's evidence (meaning, the question's rarer words, a
    phrase of the wanted kind near them) stays below a threshold fitted on the dev set's tune half.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,7 @@ CITED_WORDS = 4  # a sentence of the question this long (words), quoted whole, m
 QUOTING_MARKS = "?“”„«»\""
 SECTION_ANSWER_CHARS = 320
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)+\.?\s+")
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
@@ -94,7 +96,11 @@ class Candidate:
     other_language: bool
     rank: float  # 1 for the first retrieved passage, towards 0 for the last
     section: float  # share of the question's words in the heading or FAQ question the sentence follows
-    under_question: bool  # that heading is the question itself (ASKED_HEADING): an FAQ's own answer
+    asked: float  # when that heading is the question itself (an FAQ's own answer): how closely it words it; else 0
+
+    @property
+    def under_question(self) -> bool:
+        return self.asked > 0
 
     def score(self, weights: Weights) -> float:
         bonus = weights.phrase + weights.near * self.near if self.phrase else 0.0
@@ -163,8 +169,23 @@ def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights =
 def answer_pool(candidates: list[Candidate]) -> tuple[list[Candidate], bool]:
     """The candidates an answer is chosen from, and whether the evidence threshold applies: when a
     document asks the question itself (an FAQ heading), only that section's, with no threshold."""
-    asked_here = [c for c in candidates if c.under_question]
-    return (asked_here, False) if asked_here else (candidates, True)
+    asked_here = _section_openings(candidates, lambda c: ((c.section, c.asked), c.hit, c.start))
+    return ([candidates[i] for i in asked_here], False) if asked_here else (candidates, True)
+
+
+def _section_openings(items: list, where: Callable) -> list[int]:
+    """Indices of the first item under the heading that asks the question best (its words, then its
+    wording), one per document: an FAQ answers its question right under it ("Go ahead. You do not need
+    permission ..."), before details that may match the question's words better. `where(item)` is
+    (the section match as `_section_match` gives it, hit, start offset)."""
+    asked = [(i, section, hit, start) for i, (section, hit, start) in enumerate(map(where, items)) if section[1]]
+    best = max((section for _, section, _, _ in asked), default=None)
+    first: dict[str, tuple[tuple[int, int], int]] = {}
+    for i, section, hit, start in asked:
+        position = (hit.passage.ordinal, start)
+        if section == best and (hit.document.id not in first or position < first[hit.document.id][0]):
+            first[hit.document.id] = (position, i)
+    return sorted(i for _, i in first.values())
 
 
 def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], np.ndarray],
@@ -172,17 +193,15 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     """Every answer-shaped sentence of the hits with the sentence before it, best first."""
     spans, contexts = [], []
     asked_stems = _stems(asked.text)
-    for rank, hit in enumerate(hits):
+    for rank, hit, section, asked_only in _passages_to_read(hits, asked, asked_stems):
         text = hit.passage.text
-        sentences = sentence_spans(text)
-        section = _section_at_end(hit.before, hit.document.title, asked, asked_stems)  # the one it begins in
-        for i, (a, b) in enumerate(sentences):
-            if _restates(text[a:b], hit.document.title, asked):
-                section = _section_after(text[a:b], section, asked_stems)
+        previous = None  # where the sentence before starts: the candidate is read with it
+        for a, b, section, heading in _read(text, hit.document.title, asked, asked_stems, section):
+            context, previous = (a if previous is None else previous), a
+            if heading or (asked_only and not section[1]):
                 continue
             if len(words(readable(text[a:b]))) < MIN_WORDS or _cites(text[a:b], asked):
                 continue
-            context = sentences[i - 1][0] if i else a
             spans.append((rank, hit, context, a, b, section))
             contexts.append(readable(text[context:b]))
     if not spans:
@@ -197,15 +216,16 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         spans, contexts, features = _with_phrase(spans, contexts, features)
     # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded.
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
+    keep += [i for i in _section_openings(spans, lambda span: (span[5], span[1], span[3])) if i not in keep]
     if not keep:
         return []
     similarities = embed([contexts[i] for i in keep]) @ query
     candidates = []
     for i, similarity in zip(keep, similarities):
-        (rank, hit, context, a, b, (section, under_question)), (coverage, phrase, near, rank_share, _) = \
+        (rank, hit, context, a, b, (section, asked_by)), (coverage, phrase, near, rank_share, _) = \
             spans[i], features[i]
         candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
-                                     hit.document.language != asked.language, rank_share, section, under_question))
+                                     hit.document.language != asked.language, rank_share, section, asked_by))
     return candidates
 
 
@@ -233,27 +253,71 @@ def _restates(sentence: str, title: str, asked: Question) -> bool:
             or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3))
 
 
-def _section_match(heading: str, asked_stems: set[str]) -> tuple[float, bool]:
-    """(share of the question's words in a heading or restating sentence, whether it is a heading
-    that is the question itself: the section that follows is that question's answer)."""
-    stems = _stems(_SECTION_NUMBER.sub("", readable(heading)))
+def _section_match(heading: str, asked: Question, asked_stems: set[str]) -> tuple[float, float]:
+    """(share of the question's words in a heading or restating sentence, and when it is a heading
+    that is the question itself, so that the section under it is that question's answer, how closely
+    it words the question: the share of all their words, stop words too, that both hold; else 0).
+    The wording tells "Does Debian just do GNU/Linux?" from "What is Debian GNU/Linux?"."""
+    line = _SECTION_NUMBER.sub("", readable(heading))
+    stems = _stems(line)
     shared = len(asked_stems & stems)
-    return shared / max(len(asked_stems), 1), _is_heading(heading) and shared >= ASKED_HEADING * len(asked_stems | stems) > 0
+    if not (_is_heading(heading) and shared >= ASKED_HEADING * len(asked_stems | stems) > 0):
+        return shared / max(len(asked_stems), 1), 0.0
+    heading_words, asked_words = set(words(line.lower())), set(words(asked.text.lower()))
+    return shared / max(len(asked_stems), 1), len(heading_words & asked_words) / len(heading_words | asked_words)
 
 
-def _section_at_end(text: str, title: str, asked: Question, asked_stems: set[str]) -> tuple[float, bool]:
-    """The section match in force at the end of `text` (the passage before a hit)."""
-    section = (0.0, False)
+def _passages_to_read(hits: list[Hit], asked: Question,
+                      asked_stems: set[str]) -> list[tuple[int, Hit, tuple[float, float], bool]]:
+    """(retrieval rank, hit, the section it begins in, only its sentences under a heading asking the
+    question?) for each hit, and before a hit that begins inside the section answering the question,
+    the passage holding that section's opening (an FAQ's answer starts right after its question)."""
+    read = []
+    taken = {hit.passage.id for hit in hits}
+    for rank, hit in enumerate(hits):
+        before = hit.before
+        section = _section_at_end(before.text, hit.document.title, asked, asked_stems) if before else (0.0, 0.0)
+        if before and section[1] and before.id not in taken:
+            taken.add(before.id)
+            read.append((rank, Hit(before, hit.document, hit.score), (0.0, 0.0), True))
+        read.append((rank, hit, section, False))
+    return read
+
+
+def _read(text: str, title: str, asked: Question, asked_stems: set[str],
+          section: tuple[float, float] = (0.0, 0.0)) -> Iterator[tuple[int, int, tuple[float, float], bool]]:
+    """Each sentence of `text` as (start, end, the section it is in, whether it is a heading or
+    restates the question). A numbered heading goes on with the questions and exclamations of its
+    paragraph: "9.4. How can I log what I installed? I'd like to know when packages were removed!" is
+    one heading, not a heading and an answer."""
+    numbered_heading, end = False, 0
     for a, b in sentence_spans(text):
-        if _restates(text[a:b], title, asked):
-            section = _section_after(text[a:b], section, asked_stems)
+        numbered_heading = (numbered_heading and not _PARAGRAPH_BREAK.search(text, end, a)
+                            and readable(text[a:b])[-1:] in "?!")
+        end = b
+        if numbered_heading:
+            yield a, b, section, True
+        elif _restates(text[a:b], title, asked):
+            section = _section_after(text[a:b], section, asked, asked_stems)
+            numbered_heading = bool(_SECTION_NUMBER.match(readable(text[a:b])))
+            yield a, b, section, True
+        else:
+            yield a, b, section, False
+
+
+def _section_at_end(text: str, title: str, asked: Question, asked_stems: set[str]) -> tuple[float, float]:
+    """The section match in force at the end of `text` (the passage before a hit)."""
+    section = (0.0, 0.0)
+    for _, _, section, _ in _read(text, title, asked, asked_stems):
+        pass
     return section
 
 
-def _section_after(heading: str, section: tuple[float, bool], asked_stems: set[str]) -> tuple[float, bool]:
+def _section_after(heading: str, section: tuple[float, float], asked: Question,
+                   asked_stems: set[str]) -> tuple[float, float]:
     """The section a heading or restating sentence starts; a line ending in a colon ("Reports are
     public:") introduces what follows inside the current section and starts none."""
-    return section if readable(heading).endswith(":") else _section_match(heading, asked_stems)
+    return section if readable(heading).endswith(":") else _section_match(heading, asked, asked_stems)
 
 
 def _cites(sentence: str, asked: Question) -> bool:
@@ -340,7 +404,7 @@ def _claim_spans(candidate: Candidate) -> list[tuple[int, int]]:
         if claimed.rstrip().endswith(":") or _is_fragment(text[a:b]):
             spans.append((a, b))
         elif (candidate.section >= SECTION_MATCH and not _is_heading(text[a:b])
-              and b - spans[0][0] <= SECTION_ANSWER_CHARS):
+              and len(readable(text[spans[0][0]:b])) <= SECTION_ANSWER_CHARS):
             spans.append((a, b))
         else:
             break

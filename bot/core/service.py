@@ -231,7 +231,7 @@ class Service:
         carries the passage before it: a passage may begin inside a section whose heading it lacks."""
         hits = self.retriever.search(question, limit=ASK_PASSAGES, each_language=1)
         before = self.store.passages_before(hit.passage for hit in hits)
-        return [dataclasses.replace(hit, before=before.get(hit.passage.id, "")) for hit in hits]
+        return [dataclasses.replace(hit, before=before.get(hit.passage.id)) for hit in hits]
 
     def embed_sentences(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors, cached in SQLite like passage vectors, so warm questions skip the encoder."""

@@ -83,7 +83,7 @@ class Hit:
     passage: Passage
     document: Document
     score: float
-    before: str = ""  # the passage before it in its document, when the answer needs to know its section
+    before: Passage | None = None  # the passage before it in its document, when the answer needs its section
 
 
 @dataclass(frozen=True)

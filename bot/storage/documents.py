@@ -218,17 +218,18 @@ class DocumentRepository:
             f"SELECT id, doc_id, ordinal, start, end, text FROM passages WHERE id IN ({marks})", ids)
         return {row[0]: Passage(*row) for row in rows.fetchall()}
 
-    def passages_before(self, passages: Iterable[Passage]) -> dict[int, str]:
-        """{passage id: the text of the passage before it in its document} (first passages have none)."""
+    def passages_before(self, passages: Iterable[Passage]) -> dict[int, Passage]:
+        """{passage id: the passage before it in its document} (first passages have none)."""
         keys = [(p.id, p.doc_id, p.ordinal - 1) for p in passages if p.ordinal > 0]
         if not keys:
             return {}
         values = ",".join(["(?, ?, ?)"] * len(keys))
         rows = self.db.execute(
             f"WITH wanted(id, doc_id, ordinal) AS (VALUES {values}) "
-            "SELECT wanted.id, p.text FROM wanted JOIN passages p ON p.doc_id = wanted.doc_id AND p.ordinal = wanted.ordinal",
+            "SELECT wanted.id, p.id, p.doc_id, p.ordinal, p.start, p.end, p.text FROM wanted "
+            "JOIN passages p ON p.doc_id = wanted.doc_id AND p.ordinal = wanted.ordinal",
             [value for key in keys for value in key])
-        return dict(rows.fetchall())
+        return {row[0]: Passage(*row[1:]) for row in rows.fetchall()}
 
     def passage_documents(self) -> tuple[np.ndarray, list[str]]:
         """(every passage id ascending, each one's document id)."""
