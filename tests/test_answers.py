@@ -146,6 +146,13 @@ def test_of_two_headings_asking_the_question_the_one_that_words_it_answers(seede
     assert "only available for Linux" in answer.text, answer.text
 
 
+def test_a_line_introducing_the_answer_stays_with_it(seeded_service):
+    hits = _faq_hits("12.4. Are there logs of known bugs?\n\n    Reports on unsolved and closed issues are "
+                     "public:\n    the project runs a bug tracking system that files every report under a number.")
+    answer = answer_question("Are there logs of known bugs?", hits, seeded_service.models.encoder)
+    assert answer.text.lower().startswith("reports on unsolved and closed issues are public: the project runs")
+
+
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
     german = seeded_service.store.document_by_path("seeds/004_26890ec86dba1039.txt")
     request = Request("summary", {"document": german.id}, ME, HERE)

@@ -382,13 +382,15 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
 def _claim_text(candidate: Candidate) -> str:
     """The sentence as the answer line shows it: fillers trimmed, the sentence before it kept when
     this one opens with a pronoun that only that sentence explains (not when that is a heading: "There
-    are several tools" after "What programs manage packages?"), and what `_claim_spans` adds."""
+    are several tools" after "What programs manage packages?") or when it introduces this one ("Reports
+    are public:"), and what `_claim_spans` adds."""
     text = candidate.hit.passage.text
     spans = _claim_spans(candidate)
     claim = trim_fillers(readable(candidate.sentence))
-    before = text[candidate.context:candidate.start]
-    if before and _ANAPHOR.match(claim) and not _is_heading(before):
-        claim = f"{trim_fillers(readable(before))} {claim}"
+    before = readable(text[candidate.context:candidate.start])
+    introduces = before.endswith(":") and not _SECTION_NUMBER.match(before) and not before.startswith("#")
+    if before and ((_ANAPHOR.match(claim) and not _is_heading(before)) or introduces):
+        claim = f"{trim_fillers(before)} {claim}"
     return " ".join([claim] + [readable(text[a:b]) for a, b in spans[1:]])
 
 
