@@ -214,7 +214,8 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         features.append((coverage, phrase, near, 1 - rank / len(hits), section))
     if asked.needs_phrase:
         spans, contexts, features = _with_phrase(spans, contexts, features)
-    # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded.
+    # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded,
+    # and the opening of a section whose heading asks the question (the answer there, see answer_pool).
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
     keep += [i for i in _section_openings(spans, lambda span: (span[5], span[1], span[3])) if i not in keep]
     if not keep:
