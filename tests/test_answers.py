@@ -153,6 +153,18 @@ def test_a_line_introducing_the_answer_stays_with_it(seeded_service):
     assert answer.text.lower().startswith("reports on unsolved and closed issues are public: the project runs")
 
 
+def test_a_labelled_faq_answers_from_its_answer_paragraph(seeded_service):
+    """"Q: ... A: ..." FAQs: the labelled question is one heading however many sentences it has, the
+    answer line drops the "A:" label and stops at the next question."""
+    hits = _faq_hits("Q:  I told xz to use many threads but it is using only one processor core.\n    What is "
+                     "wrong?\n\nA:  The input file is too small for the block size, so only one block gets "
+                     "compressed.\n\nQ:  Is xz patented?\n\nA:  Nobody is aware of any patents on xz.")
+    answer = answer_question("I told xz to use many threads but it is using only one processor core. What is wrong?",
+                             hits, seeded_service.models.encoder)
+    assert answer.text.startswith("The input file is too small for the block size"), answer.text
+    assert "patent" not in answer.text
+
+
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
     german = seeded_service.store.document_by_path("seeds/004_26890ec86dba1039.txt")
     request = Request("summary", {"document": german.id}, ME, HERE)

@@ -70,6 +70,8 @@ QUOTING_MARKS = "?“”„«»\""
 SECTION_ANSWER_CHARS = 320
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)+\.?\s+")
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
+_QUESTION_LABEL = re.compile(r"(?:Q|Question|Frage)\s*:\s", re.I)  # "Q: ...", answered by "A: ..."
+_ANSWER_LABEL = re.compile(r"^(?:A|Answer|Antwort)\s*:\s*", re.I)
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
@@ -288,22 +290,37 @@ def _passages_to_read(hits: list[Hit], asked: Question,
 def _read(text: str, title: str, asked: Question, asked_stems: set[str],
           section: tuple[float, float] = (0.0, 0.0)) -> Iterator[tuple[int, int, tuple[float, float], bool]]:
     """Each sentence of `text` as (start, end, the section it is in, whether it is a heading or
-    restates the question). A numbered heading goes on with the questions and exclamations of its
-    paragraph: "9.4. How can I log what I installed? I'd like to know when packages were removed!" is
-    one heading, not a heading and an answer."""
-    numbered_heading, end = False, 0
-    for a, b in sentence_spans(text):
-        numbered_heading = (numbered_heading and not _PARAGRAPH_BREAK.search(text, end, a)
-                            and readable(text[a:b])[-1:] in "?!")
-        end = b
-        if numbered_heading:
-            yield a, b, section, True
-        elif _restates(text[a:b], title, asked):
-            section = _section_after(text[a:b], section, asked, asked_stems)
-            numbered_heading = bool(_SECTION_NUMBER.match(readable(text[a:b])))
-            yield a, b, section, True
-        else:
+    restates the question). A heading paragraph is read whole (`_heading_length`): "9.4. How can I log
+    what I installed? I'd like to know when packages were removed!" is one heading, not a heading and
+    an answer, and "Q: I told xz to use many threads. What is wrong?" asks what both sentences say."""
+    spans = sentence_spans(text)
+    i = 0
+    while i < len(spans):
+        a, b = spans[i]
+        if not _restates(text[a:b], title, asked):
             yield a, b, section, False
+            i += 1
+            continue
+        length = _heading_length(text, spans[i:])
+        matches = {_section_after(text[a:end], section, asked, asked_stems) for end in (b, spans[i + length - 1][1])}
+        section = max(matches, key=lambda match: (match[1] > 0, match[1], match[0]))  # asking it first
+        for a, b in spans[i:i + length]:
+            yield a, b, section, True
+        i += length
+
+
+def _heading_length(text: str, spans: list[tuple[int, int]]) -> int:
+    """How many sentences the heading opening `spans` runs to: a question set off by a label ("Q:")
+    goes on to the end of its paragraph, a numbered heading with the questions and exclamations of its
+    paragraph ("1.2. Are there logs? The project keeps one." is a heading and an answer)."""
+    first = readable(text[spans[0][0]:spans[0][1]])
+    labelled, numbered = bool(_QUESTION_LABEL.match(first)), bool(_SECTION_NUMBER.match(first))
+    length = 1
+    for (_, end), (a, b) in zip(spans, spans[1:]):
+        if _PARAGRAPH_BREAK.search(text, end, a) or not (labelled or (numbered and readable(text[a:b])[-1:] in "?!")):
+            break
+        length += 1
+    return length
 
 
 def _section_at_end(text: str, title: str, asked: Question, asked_stems: set[str]) -> tuple[float, float]:
@@ -392,6 +409,7 @@ def _claim_text(candidate: Candidate) -> str:
     introduces = before.endswith(":") and not _SECTION_NUMBER.match(before) and not before.startswith("#")
     if before and ((_ANAPHOR.match(claim) and not _is_heading(before)) or introduces):
         claim = f"{trim_fillers(before)} {claim}"
+    claim = _ANSWER_LABEL.sub("", claim, count=1)  # "A: No. Use p7zip." shows as "No. Use p7zip."
     return " ".join([claim] + [readable(text[a:b]) for a, b in spans[1:]])
 
 
@@ -415,10 +433,11 @@ def _claim_spans(candidate: Candidate) -> list[tuple[int, int]]:
 
 
 def _is_heading(sentence: str) -> bool:
-    """A question, a markdown heading, a numbered heading or a short line without a full stop."""
+    """A question, a markdown heading, a numbered heading, a labelled question ("Q: ...") or a short
+    line without a full stop."""
     line = readable(sentence)
     return (line.endswith("?") or sentence.lstrip().startswith("#") or bool(_SECTION_NUMBER.match(line))
-            or (line[-1:] not in ".!\"'”’)" and len(words(line)) < 16))
+            or bool(_QUESTION_LABEL.match(line)) or (line[-1:] not in ".!\"'”’)" and len(words(line)) < 16))
 
 
 def _is_fragment(sentence: str) -> bool:
