@@ -165,6 +165,15 @@ def test_a_labelled_faq_answers_from_its_answer_paragraph(seeded_service):
     assert "patent" not in answer.text
 
 
+def test_a_short_reply_stays_in_the_section_that_asks_the_question(seeded_service):
+    """"No, sorry." only restates the question; the sentence after it is still the FAQ's answer."""
+    hits = _faq_hits("11. Can zlib handle .zip archives?\n\n    Not by itself, no.  See the directory "
+                     "contrib/minizip in the zlib distribution.\n\n12. Can zlib handle .Z files?\n\n    No, "
+                     "sorry.  You have to spawn an uncompress or gunzip subprocess, or adapt the code.")
+    answer = answer_question("Can zlib handle .Z files?", hits, seeded_service.models.encoder)
+    assert "gunzip subprocess" in answer.text and "minizip" not in answer.text, answer.text
+
+
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
     german = seeded_service.store.document_by_path("seeds/004_26890ec86dba1039.txt")
     request = Request("summary", {"document": german.id}, ME, HERE)

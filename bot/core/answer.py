@@ -334,8 +334,11 @@ def _section_at_end(text: str, title: str, asked: Question, asked_stems: set[str
 def _section_after(heading: str, section: tuple[float, float], asked: Question,
                    asked_stems: set[str]) -> tuple[float, float]:
     """The section a heading or restating sentence starts; a line ending in a colon ("Reports are
-    public:") introduces what follows inside the current section and starts none."""
-    return section if readable(heading).endswith(":") else _section_match(heading, asked, asked_stems)
+    public:") introduces what follows inside the current section and starts none, and a sentence that
+    is no heading ("No, sorry.") does not leave the section whose heading asks the question."""
+    if readable(heading).endswith(":") or (section[1] and not _is_heading(heading)):
+        return section
+    return _section_match(heading, asked, asked_stems)
 
 
 def _cites(sentence: str, asked: Question) -> bool:
