@@ -174,6 +174,14 @@ def test_a_short_reply_stays_in_the_section_that_asks_the_question(seeded_servic
     assert "gunzip subprocess" in answer.text and "minizip" not in answer.text, answer.text
 
 
+def test_an_faq_answer_goes_on_past_a_line_introducing_a_list(seeded_service):
+    hits = _faq_hits("12.5. How do I report a bug in Debian?\n\n    If you found a bug, read the instructions for "
+                     "reporting bugs. They can be obtained in several ways:\n\n      * From the web, at "
+                     "bugs.example.org.\n      * By running reportbug.")
+    answer = answer_question("How do I report a bug in Debian?", hits, seeded_service.models.encoder)
+    assert "several ways: From the web" in answer.text, answer.text
+
+
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
     german = seeded_service.store.document_by_path("seeds/004_26890ec86dba1039.txt")
     request = Request("summary", {"document": german.id}, ME, HERE)

@@ -409,8 +409,7 @@ def _claim_text(candidate: Candidate) -> str:
     spans = _claim_spans(candidate)
     claim = trim_fillers(readable(candidate.sentence))
     before = readable(text[candidate.context:candidate.start])
-    introduces = before.endswith(":") and not _SECTION_NUMBER.match(before) and not before.startswith("#")
-    if before and ((_ANAPHOR.match(claim) and not _is_heading(before)) or introduces):
+    if before and ((_ANAPHOR.match(claim) and not _is_heading(before)) or _introduces(before)):
         claim = f"{trim_fillers(before)} {claim}"
     claim = _ANSWER_LABEL.sub("", claim, count=1)  # "A: No. Use p7zip." shows as "No. Use p7zip."
     return " ".join([claim] + [readable(text[a:b]) for a, b in spans[1:]])
@@ -427,12 +426,19 @@ def _claim_spans(candidate: Candidate) -> list[tuple[int, int]]:
         claimed = text[spans[0][0]:spans[-1][1]]
         if claimed.rstrip().endswith(":") or _is_fragment(text[a:b]):
             spans.append((a, b))
-        elif (candidate.section >= SECTION_MATCH and not _is_heading(text[a:b])
+        elif (candidate.section >= SECTION_MATCH and (not _is_heading(text[a:b]) or _introduces(text[a:b]))
               and len(readable(text[spans[0][0]:b])) <= SECTION_ANSWER_CHARS):
             spans.append((a, b))
         else:
             break
     return spans
+
+
+def _introduces(sentence: str) -> bool:
+    """A line that introduces what follows ("These instructions can be obtained in several ways:"),
+    not a heading that ends in a colon."""
+    line = readable(sentence)
+    return line.endswith(":") and not _SECTION_NUMBER.match(line) and not sentence.lstrip().startswith("#")
 
 
 def _is_heading(sentence: str) -> bool:
