@@ -127,59 +127,46 @@ def test_an_faq_answers_right_under_its_question(seeded_service):
     assert "do not need permission" in answer.text and answer.sources[0].passage_id == 1, answer.text
 
 
-def test_a_heading_goes_on_with_the_questions_of_its_paragraph(seeded_service):
-    """"9.4. How can I log ...? I'd like to know ...!" is one heading: its second sentence is no answer."""
-    hits = _faq_hits("9.4. How can I log the packages I installed? I'd like to know when packages were\n"
-                     "updated or removed!\n\n    Add the option --log=file to dpkg and it writes every change "
-                     "to the package states into that file.")
-    answer = answer_question("How can I log the packages I installed?", hits, seeded_service.models.encoder)
-    assert "--log=file" in answer.text and "I'd like to know" not in answer.text, answer.text
+FAQ_CASES = [
+    pytest.param(  # one heading, not a heading and an answer
+        "9.4. How can I log the packages I installed? I'd like to know when packages were\nupdated or removed!\n\n"
+        "    Add the option --log=file to dpkg and it writes every change to the package states into that file.",
+        "How can I log the packages I installed?", "--log=file", "I'd like to know", id="heading-paragraph"),
+    pytest.param(  # both headings hold every content word of the question; only one asks it
+        "1.1. What is Debian GNU/Linux?\n\n    Debian GNU/Linux is a distribution of the Linux operating system "
+        "with many packages that run on it.\n\n1.2. Does Debian just do GNU/Linux?\n\n    Currently Debian is "
+        "only available for Linux, with ports to the Hurd kernel under way.",
+        "Does Debian just do GNU/Linux?", "only available for Linux", "distribution of the Linux",
+        id="heading-worded-like-the-question"),
+    pytest.param(  # the line introducing the answer stays with it
+        "12.4. Are there logs of known bugs?\n\n    Reports on unsolved and closed issues are public:\n    the "
+        "project runs a bug tracking system that files every report under a number.",
+        "Are there logs of known bugs?", "issues are public: the project runs", None, id="introducing-line"),
+    pytest.param(  # a labelled question is one heading; the "A:" label goes; the next question ends the answer
+        "Q:  I told xz to use many threads but it is using only one processor core.\n    What is wrong?\n\n"
+        "A:  The input file is too small for the block size, so only one block gets compressed.\n\n"
+        "Q:  Is xz patented?\n\nA:  Nobody is aware of any patents on xz.",
+        "I told xz to use many threads but it is using only one processor core. What is wrong?",
+        "The input file is too small for the block size", "A:", id="labelled-faq"),
+    pytest.param(  # "No, sorry." only restates the question: the sentence after it still answers
+        "11. Can zlib handle .zip archives?\n\n    Not by itself, no.  See the directory contrib/minizip in the "
+        "zlib distribution.\n\n12. Can zlib handle .Z files?\n\n    No, sorry.  You have to spawn an "
+        "uncompress or gunzip subprocess, or adapt the code.",
+        "Can zlib handle .Z files?", "gunzip subprocess", "minizip", id="short-reply"),
+    pytest.param(  # the answer goes on past a line introducing a list
+        "12.5. How do I report a bug in Debian?\n\n    If you found a bug, read the instructions for reporting "
+        "bugs. They can be obtained in several ways:\n\n      * From the web, at bugs.example.org.\n"
+        "      * By running reportbug.",
+        "How do I report a bug in Debian?", "several ways: From the web", None, id="list-after-colon"),
+]
 
 
-def test_of_two_headings_asking_the_question_the_one_that_words_it_answers(seeded_service):
-    """Both headings hold every content word of "Does Debian just do GNU/Linux?"; only one asks it."""
-    hits = _faq_hits("1.1. What is Debian GNU/Linux?\n\n    Debian GNU/Linux is a distribution of the Linux "
-                     "operating system with many packages that run on it.\n\n1.2. Does Debian just do "
-                     "GNU/Linux?\n\n    Currently Debian is only available for Linux, with ports to the Hurd "
-                     "kernel under way.")
-    answer = answer_question("Does Debian just do GNU/Linux?", hits, seeded_service.models.encoder)
-    assert "only available for Linux" in answer.text, answer.text
-
-
-def test_a_line_introducing_the_answer_stays_with_it(seeded_service):
-    hits = _faq_hits("12.4. Are there logs of known bugs?\n\n    Reports on unsolved and closed issues are "
-                     "public:\n    the project runs a bug tracking system that files every report under a number.")
-    answer = answer_question("Are there logs of known bugs?", hits, seeded_service.models.encoder)
-    assert answer.text.lower().startswith("reports on unsolved and closed issues are public: the project runs")
-
-
-def test_a_labelled_faq_answers_from_its_answer_paragraph(seeded_service):
-    """"Q: ... A: ..." FAQs: the labelled question is one heading however many sentences it has, the
-    answer line drops the "A:" label and stops at the next question."""
-    hits = _faq_hits("Q:  I told xz to use many threads but it is using only one processor core.\n    What is "
-                     "wrong?\n\nA:  The input file is too small for the block size, so only one block gets "
-                     "compressed.\n\nQ:  Is xz patented?\n\nA:  Nobody is aware of any patents on xz.")
-    answer = answer_question("I told xz to use many threads but it is using only one processor core. What is wrong?",
-                             hits, seeded_service.models.encoder)
-    assert answer.text.startswith("The input file is too small for the block size"), answer.text
-    assert "patent" not in answer.text
-
-
-def test_a_short_reply_stays_in_the_section_that_asks_the_question(seeded_service):
-    """"No, sorry." only restates the question; the sentence after it is still the FAQ's answer."""
-    hits = _faq_hits("11. Can zlib handle .zip archives?\n\n    Not by itself, no.  See the directory "
-                     "contrib/minizip in the zlib distribution.\n\n12. Can zlib handle .Z files?\n\n    No, "
-                     "sorry.  You have to spawn an uncompress or gunzip subprocess, or adapt the code.")
-    answer = answer_question("Can zlib handle .Z files?", hits, seeded_service.models.encoder)
-    assert "gunzip subprocess" in answer.text and "minizip" not in answer.text, answer.text
-
-
-def test_an_faq_answer_goes_on_past_a_line_introducing_a_list(seeded_service):
-    hits = _faq_hits("12.5. How do I report a bug in Debian?\n\n    If you found a bug, read the instructions for "
-                     "reporting bugs. They can be obtained in several ways:\n\n      * From the web, at "
-                     "bugs.example.org.\n      * By running reportbug.")
-    answer = answer_question("How do I report a bug in Debian?", hits, seeded_service.models.encoder)
-    assert "several ways: From the web" in answer.text, answer.text
+@pytest.mark.parametrize("faq, question, shown, not_shown", FAQ_CASES)
+def test_faq_answers(seeded_service, faq, question, shown, not_shown):
+    """Where an FAQ answers its own question, and what of the text around it the answer line shows."""
+    answer = answer_question(question, _faq_hits(faq), seeded_service.models.encoder)
+    assert shown.lower() in answer.text.lower(), answer.text
+    assert not_shown is None or not_shown not in answer.text, answer.text
 
 
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):
