@@ -404,7 +404,7 @@ def _claim_text(candidate: Candidate) -> str:
     """The sentence as the answer line shows it: fillers trimmed, the sentence before it kept when
     this one opens with a pronoun that only that sentence explains (not when that is a heading: "There
     are several tools" after "What programs manage packages?") or when it introduces this one ("Reports
-    are public:"), and what `_claim_spans` adds."""
+    are public:"), an answer label ("A:") dropped, and what `_claim_spans` adds."""
     text = candidate.hit.passage.text
     spans = _claim_spans(candidate)
     claim = trim_fillers(readable(candidate.sentence))
@@ -418,8 +418,8 @@ def _claim_text(candidate: Candidate) -> str:
 def _claim_spans(candidate: Candidate) -> list[tuple[int, int]]:
     """The claim sentence and the sentences after it that belong to the answer: a command set on
     its own line or anything after a colon ("run the command:" and the command), and, inside a
-    section whose heading or FAQ question matches the question, the section's next sentences up to
-    SECTION_ANSWER_CHARS."""
+    section whose heading or FAQ question matches the question, the section's next sentences (a line
+    introducing a list among them) up to SECTION_ANSWER_CHARS."""
     text = candidate.hit.passage.text
     spans = [(candidate.start, candidate.end)]
     for a, b in sentence_spans(text, candidate.end):
