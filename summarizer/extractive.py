@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from summarizer.encoder import Encoder
-from summarizer.text import STOPWORDS, readable, sentence_spans, trim_fillers, word_count, words
+from summarizer.text import PARAGRAPH_BREAK, STOPWORDS, readable, sentence_spans, trim_fillers, word_count, words
 
 MAX_POINTS = 5
 MAX_PARTS = 8
@@ -25,7 +25,6 @@ WORDS_PER_PART = 350
 CHANGE_WINDOW = 8  # sentences each side of a paragraph break compared for a topic shift
 REDUNDANT = 0.85  # key points closer than this (cosine) say the same thing
 _URLISH = re.compile(r"https?://|www\.|\]\(|\[\d+\]")
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _MD_HEADING = re.compile(r"^\s*(#{1,6})\s+\S")
 _SPEAKER = re.compile(r"^([A-Z][\w.'’-]*(?: [A-Z][\w.'’-]*){0,3}):\s+(?=\S)")
 _SEGMENT_CUE = re.compile(
@@ -171,7 +170,7 @@ class _Paragraph:
 def _paragraphs(passages: list[str]) -> list[_Paragraph]:
     found, read = [], 0
     for passage in passages:
-        for raw in _PARAGRAPH_BREAK.split(passage):
+        for raw in PARAGRAPH_BREAK.split(passage):
             offset, read = read + len(raw) - len(raw.lstrip()), read + len(raw)
             text = raw.strip()
             if not text:

@@ -19,6 +19,7 @@ _CLOSING_MARKS = "*_\"'”’»)]"  # emphasis and quotes that may follow a sent
 _ONE_LINE_BLOCK = re.compile(r"([^\n]*)(?:\n[ \t]*\n|\s*$)")  # a line, then a blank line or the end
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+", re.UNICODE)
+PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # a blank line
 
 # The commonest words of each language the guesser tells apart.
 _LANGUAGE_MARKERS = {

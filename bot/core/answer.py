@@ -27,7 +27,7 @@ import numpy as np
 from bot.core.values import Document, Hit, Source
 from bot.core.question import Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
-from summarizer.text import STOPWORDS, readable, sentence_spans, split_sentences, trim_fillers, words
+from summarizer.text import PARAGRAPH_BREAK, STOPWORDS, readable, sentence_spans, split_sentences, trim_fillers, words
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,6 @@ CITED_WORDS = 4  # a sentence of the question this long (words), quoted whole, m
 QUOTING_MARKS = "?“”„«»\""
 SECTION_ANSWER_CHARS = 320
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)+\.?\s+")
-_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
 _QUESTION_LABEL = re.compile(r"(?:Q|Question|Frage)\s*:\s", re.I)  # "Q: ...", answered by "A: ..."
 _ANSWER_LABEL = re.compile(r"^(?:A|Answer|Antwort)\s*:\s*", re.I)
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
@@ -317,7 +316,7 @@ def _heading_length(text: str, spans: list[tuple[int, int]]) -> int:
     labelled, numbered = bool(_QUESTION_LABEL.match(first)), bool(_SECTION_NUMBER.match(first))
     length = 1
     for (_, end), (a, b) in zip(spans, spans[1:]):
-        if _PARAGRAPH_BREAK.search(text, end, a) or not (labelled or (numbered and readable(text[a:b])[-1:] in "?!")):
+        if PARAGRAPH_BREAK.search(text, end, a) or not (labelled or (numbered and readable(text[a:b])[-1:] in "?!")):
             break
         length += 1
     return length

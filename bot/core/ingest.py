@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.core.extract import MAX_DOCUMENT_CHARS, extract, too_long
 from bot.core.values import Document, UserError
 from bot.core.store import Store
-from summarizer.text import clean_control, guess_language, sentence_spans, word_count
+from summarizer.text import PARAGRAPH_BREAK, clean_control, guess_language, sentence_spans, word_count
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ MIN_WORDS, MAX_WORDS = 80, 250
 MAX_PASSAGES = 5_000
 LEAD_WORDS = 30  # at most this many words in a paragraph that leads on to the next (`_leads_on`)
 MAX_FILE_BYTES = 32 * 2**20
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 @dataclass
@@ -50,7 +49,7 @@ def content_hash(text: str) -> str:
 def split_passages(text: str) -> list[tuple[int, int]]:
     """Paragraph-aware passages of roughly MIN_WORDS-MAX_WORDS words, as (start, end) offsets."""
     paragraphs, cursor = [], 0
-    for match in _PARAGRAPH_BREAK.finditer(text):
+    for match in PARAGRAPH_BREAK.finditer(text):
         paragraphs.append((cursor, match.start()))
         cursor = match.end()
     paragraphs.append((cursor, len(text)))
