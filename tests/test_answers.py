@@ -106,9 +106,9 @@ def test_a_passage_begins_in_the_section_of_the_heading_before_it(seeded_service
                                               and c.start > c.hit.passage.text.index("2.2."))
 
 
-def _faq_hits(*texts: str) -> list[Hit]:
-    """The FAQ's last passage as the one hit, the passage before it attached as search attaches it."""
-    document = Document("faq", "faq.txt", "FAQ", "en", "h", sum(map(len, texts)))
+def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
+    """The document's last passage as the one hit, the passage before it attached as search attaches it."""
+    document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))
     passages, start = [], 0
     for ordinal, text in enumerate(texts):
         passages.append(Passage(ordinal + 1, "faq", ordinal, start, start + len(text), text))
@@ -167,6 +167,42 @@ def test_faq_answers(seeded_service, faq, question, shown, not_shown):
     answer = answer_question(question, _faq_hits(faq), seeded_service.models.encoder)
     assert shown.lower() in answer.text.lower(), answer.text
     assert not_shown is None or not_shown not in answer.text, answer.text
+
+
+ANSWER_CASES = [
+    pytest.param(  # one word added to the question's is the answer, not a restatement
+        "Koala", "The koala is an arboreal herbivorous marsupial native to Australia. It is found in coastal "
+        "areas of the eastern and southern regions. Its closest living relatives are the wombats.",
+        "What are the koala's closest living relatives?", "wombats", id="one-added-word"),
+    pytest.param(  # a transcript's sentence that lost its full stop at a paragraph's end is no heading
+        "Podcast", "So they claim it beats the best agents on the screen spot benchmark. That's a measure of how "
+        "well an agent reads text on a screen. And apparently on this benchmark, Nova Act scored 94%\n\nAnd "
+        "that's in contrast to the other agent, which scored 88%.",
+        "What did Nova Act score on the screen spot benchmark?", "**94%", id="sentence-without-full-stop"),
+    pytest.param(  # a number written out
+        "Address", "A newly conceived Peace Corps is winning friends and helping people in fourteen countries, "
+        "supplying trained young men and women.",
+        "In how many countries was the Peace Corps working?", "**fourteen countries", id="spelled-number"),
+]
+
+
+@pytest.mark.parametrize("title, text, question, shown", ANSWER_CASES)
+def test_answers(seeded_service, title, text, question, shown):
+    answer = answer_question(question, _faq_hits(text, title=title), seeded_service.models.encoder)
+    assert shown in answer.text, answer.text
+
+
+def test_words_near_a_phrase_are_counted_in_chinese_characters(seeded_service):
+    """The question's words count as near a phrase within a few words of it; Chinese is written without
+    spaces, so a clause must not count as one word ("2" is eight characters away from "Llama" here)."""
+    text = ("Meta发布的Llama 4大型语言模型系列引发了争议。该系列模型拥有高达2万亿个参数,包括Llama 4 Scout、"
+            "Llama 4 Maverick和Llama 4 Behemoth等不同版本。\n\nMaverick is the mid-sized model of the family. "
+            "It has 128 experts.")
+    question = "How many experts does Llama 4 Maverick have?"
+    candidates = candidates_for(question, _faq_hits(text, title="Llama 4"), seeded_service.models.encoder)
+    chinese = next(c for c in candidates if c.short == "2")
+    english = next(c for c in candidates if c.short == "128 experts")
+    assert chinese.near == 0 < english.near
 
 
 def test_summary_is_whole_document_cached_and_language_labelled(seeded_service, run):

@@ -27,7 +27,8 @@ import numpy as np
 from bot.core.values import Document, Hit, Source
 from bot.core.question import Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
-from summarizer.text import PARAGRAPH_BREAK, STOPWORDS, readable, sentence_spans, split_sentences, trim_fillers, words
+from summarizer.text import (PARAGRAPH_BREAK, STOPWORDS, TOKEN, readable, sentence_spans, split_sentences,
+                             trim_fillers, words)
 
 
 @dataclass(frozen=True)
@@ -244,14 +245,12 @@ def _lexical_score(coverage: float, phrase: tuple[int, int] | None, near: float,
     return coverage + 0.5 * rank + (0.3 + near if phrase else 0.0) + 0.2 * section
 
 
-def _restates(sentence: str, title: str, asked: Question) -> bool:
-    """A question, a heading, the title, or a sentence that adds at most one word to the question's
-    and no number ("So, and that's the Llama 4 Scout."): it names the subject but answers nothing."""
-    line = readable(sentence)
-    stems, title_stems = _stems(line), _stems(title)
-    added = stems - _stems(asked.text)
-    return (_is_heading(sentence)
-            or (len(added) <= 1 and not any(w[0].isdigit() for w in added))
+def _restates(sentence: str, title: str, asked: Question, own_line: bool = True) -> bool:
+    """A question, a heading, a sentence that adds no word to the question's and the title's, or that
+    names the title with at most three more words: it names the subject but answers nothing. One
+    added word may be the answer: "Its closest living relatives are the wombats."."""
+    stems, title_stems = _stems(readable(sentence)), _stems(title)
+    return (_is_heading(sentence, own_line) or not stems - _stems(asked.text) - title_stems
             or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3))
 
 
@@ -296,7 +295,7 @@ def _read(text: str, title: str, asked: Question, asked_stems: set[str],
     i = 0
     while i < len(spans):
         a, b = spans[i]
-        if not _restates(text[a:b], title, asked):
+        if not _restates(text[a:b], title, asked, _on_own_line(text, a, b)):
             yield a, b, section, False
             i += 1
             continue
@@ -387,7 +386,7 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
     found = phrases(sentence, asked, hit.document.language)
     if not found:
         return None, 0.0
-    tokens = [(m.start(), m.end(), stem(m.group())) for m in re.finditer(r"\w+", sentence)]
+    tokens = [(m.start(), m.end(), stem(m.group())) for m in TOKEN.finditer(sentence)]
     total = sum(idf.values()) or 1.0
 
     def nearby(span: tuple[int, int]) -> float:
@@ -440,12 +439,20 @@ def _introduces(sentence: str) -> bool:
     return line.endswith(":") and not _SECTION_NUMBER.match(line) and not sentence.lstrip().startswith("#")
 
 
-def _is_heading(sentence: str) -> bool:
+def _is_heading(sentence: str, own_line: bool = True) -> bool:
     """A question, a markdown heading, a numbered heading, a labelled question ("Q: ...") or a short
-    line without a full stop."""
+    line without a full stop (`own_line`: when it stands on a line of its own; a transcript's sentence
+    that lost its full stop at the end of a paragraph is no heading)."""
     line = readable(sentence)
     return (line.endswith("?") or sentence.lstrip().startswith("#") or bool(_SECTION_NUMBER.match(line))
-            or bool(_QUESTION_LABEL.match(line)) or (line[-1:] not in ".!\"'”’)" and len(words(line)) < 16))
+            or bool(_QUESTION_LABEL.match(line))
+            or (own_line and line[-1:] not in ".!\"'”’)" and len(words(line)) < 16))
+
+
+def _on_own_line(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] has a line to itself (nothing else before or after it on its line)."""
+    return (not text[:start].strip() or text[:start].rstrip(" \t").endswith("\n")) and \
+        (not text[end:].strip() or text[end:].lstrip(" \t").startswith("\n"))
 
 
 def _is_fragment(sentence: str) -> bool:

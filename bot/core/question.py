@@ -37,8 +37,11 @@ _DATE = re.compile(
     re.I)
 _SCALE = (r"(?:hundred|thousand|million|billion|trillion|tausend|mio\.?|millionen?|mrd\.?|milliarden?|"
           r"billionen?|[kmb]n?\b)")
-_SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
-            "hundred|dozen|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|zwölf|zwanzig|hundert")
+_SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+            "seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|"
+            "dozen|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|dreizehn|vierzehn|fünfzehn|sechzehn|"
+            "siebzehn|achtzehn|neunzehn|zwanzig|dreißig|vierzig|fünfzig|sechzig|siebzig|achtzig|neunzig|hundert|"
+            "tausend")
 _QUALIFIER = (r"(?:(?:more than|less than|fewer than|over|under|about|around|roughly|nearly|almost|some|up to|"
               r"at least|approximately|mehr als|weniger als|über|rund|etwa|fast|knapp|bis zu|mindestens)\s+)?")
 _NUMBER = re.compile(
