@@ -42,6 +42,12 @@ def test_unanswerable_question_abstains_and_lists_closest(seeded_service, run):
     assert reply.text.startswith("I found nothing in the indexed documents")
 
 
+def test_a_number_that_measures_something_else_is_no_answer(seeded_service):
+    """The podcast says what Isomorphic Labs is raising, not how many people it employs."""
+    assert "**$600 million**" in seeded_service.answer("How much is Isomorphic Labs raising?").text
+    assert seeded_service.answer("How many employees does Isomorphic Labs have?").abstained
+
+
 def test_answer_quality_floor(seeded_service):
     """The full evaluation (python -m tests.answer_eval prints it); this guards against regressions."""
     hybrid = evaluate(seeded_service, dense=True)

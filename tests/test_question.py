@@ -41,6 +41,26 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
     assert found("How many experts does Llama 4 Maverick have?", "Llama 4 Maverick has 128 experts.") == ["128 experts"]
 
 
+@pytest.mark.parametrize("question, sentence, numbers", [
+    pytest.param("How many employees does Isomorphic Labs have?", "Isomorphic Labs is raising $600 million "
+                 "from 3 investors.", ["3 investors"], id="a count is no sum of money"),
+    pytest.param("How many member countries did OPEC have in 1975?", "OPEC holds 79.5 percent of the reserves "
+                 "and has 11 member countries.", ["11 member"], id="a count is no percentage"),
+    pytest.param("What percentage of the reserves does OPEC hold?", "OPEC holds 79.5 percent of the reserves "
+                 "and has 11 member countries.", ["79.5 percent"], id="a percentage"),
+    pytest.param("How much money did SPI receive?", "SPI, a 501(c)(3) organisation, received $2 million "
+                 "from 40 donors.", ["$2 million"], id="a sum of money"),
+    pytest.param("Wie viel Umsatz machte OpenAI?", "OpenAI machte mehr als 10 Mrd. Umsatz mit 700 "
+                 "Mitarbeitern.", ["mehr als 10 Mrd. Umsatz"], id="a sum in German"),
+    pytest.param("How many dollars did the plan cost?", "The plan cost $900 for 12 people.", ["$900"],
+                 id="counting dollars asks a sum"),
+    pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "
+                 "fourteen countries.", ["fourteen countries"], id="a number written out"),
+])
+def test_a_number_answers_only_when_it_measures_what_the_question_asks(question, sentence, numbers):
+    assert found(question, sentence) == numbers
+
+
 def test_german_names_need_two_words_where_every_noun_is_capitalised():
     sentence = "Für Microsoft-CEO Nadella wäre es ein gelungener Coup, sagt Mira Murati."
     names = found("Who said it?", sentence, "de")

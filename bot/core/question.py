@@ -3,7 +3,8 @@
 Rules, not a model: the wh-word and the noun after it give the kind of answer wanted (person,
 organisation, place, number, date, yes-no, definition, list), in English and German; regular
 expressions find phrases of that kind in a candidate sentence. A phrase the question already
-contains is never an answer ("Who founded Amazon?" is not answered by "Amazon").
+contains is never an answer ("Who founded Amazon?" is not answered by "Amazon"), nor is a number that
+measures something else than the sum of money, percentage or count asked for.
 """
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ _NUMBER = re.compile(
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
     r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "per", "each"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
     re.I)
+# What a number measures. A question asking for an amount of money, a percentage or a count ("how many")
+# is not answered by a number that measures something else ("How many employees?" by "$600 million").
+MONEY, PERCENT, COUNT = "money", "percent", "count"
+_MONEY_QUESTION = re.compile(
+    r"\b(?:money|cost|costs|price|prices|pay|paid|salary|revenue|revenues|valuation|worth|spend|spent|earn|earns|"
+    r"earned|raise|raised|raising|funding|invest|invested|geld|kostet|kosten|preis|gehalt|bezahlt|zahlte|"
+    r"verdient|verdiente|umsatz|bewertung|investiert|investierte)\b", re.I)
+_PERCENT_QUESTION = re.compile(r"\b(?:percentage|percent|prozent|prozentsatz|anteil)\b", re.I)
+_CURRENCY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|usd|eur|cents?)\b", re.I)
+_MONEY_PHRASE = re.compile(  # a currency, or a sum in millions or billions ("mehr als 10 Mrd.")
+    rf"{_CURRENCY.pattern}|\b(?:million|billion|trillion|bn|mio|mrd|millionen|milliarden?)\b|\d[kmb]\b", re.I)
+_PERCENT_PHRASE = re.compile(r"%|\b(?:percent|prozent)\b", re.I)
 _NAME_WORD = r"(?:[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
 _NAME = re.compile(
     rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y)\s+){_NAME_WORD})*")
@@ -91,6 +104,7 @@ class Question:
     kind: str
     language: str
     content: frozenset[str]  # lower-cased content words
+    measure: str | None = None  # for a number: MONEY, PERCENT or COUNT when the question says which
 
     @property
     def wants_phrase(self) -> bool:
@@ -109,7 +123,28 @@ def analyse(question: str) -> Question:
     """The kind of answer a question wants, from its wh-word and the noun that follows."""
     text = " ".join(question.split())
     content = frozenset(w.lower() for w in words(text) if w.lower() not in STOPWORDS)
-    return Question(text, _kind(text), guess_language(text), content)
+    kind = _kind(text)
+    return Question(text, kind, guess_language(text), content, _measure(text) if kind == NUMBER else None)
+
+
+def _measure(text: str) -> str | None:
+    if _PERCENT_QUESTION.search(text):
+        return PERCENT
+    counted = re.match(r"(?:how|wie) (?:many|viele) (\S+)", _LEADING_PREPOSITION.sub("", text, count=1), re.I)
+    if counted:  # "How many people pay taxes?" counts people; "How many dollars ...?" asks a sum
+        return MONEY if _CURRENCY.match(counted.group(1)) else COUNT
+    return MONEY if _MONEY_QUESTION.search(text) else None
+
+
+def _measures(phrase: str, measure: str | None) -> bool:
+    """Whether a number phrase can be the amount of money, percentage or count the question asks for."""
+    if measure == PERCENT:
+        return bool(_PERCENT_PHRASE.search(phrase))
+    if measure == MONEY:
+        return bool(_MONEY_PHRASE.search(phrase))
+    if measure == COUNT:
+        return not (_PERCENT_PHRASE.search(phrase) or _CURRENCY.search(phrase))
+    return True
 
 
 _LEADING_PREPOSITION = re.compile(r"^(?:at|to|into|onto|of|in|on|by|from|through|with|for|under|after|"
@@ -165,7 +200,8 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
     kind = question.kind
     if kind == NUMBER:
         found = [m.span() for m in _NUMBER.finditer(sentence)
-                 if not _is_bare_year(m.group()) and not _REFERENCE.search(sentence[:m.start()])]
+                 if not _is_bare_year(m.group()) and not _REFERENCE.search(sentence[:m.start()])
+                 and _measures(m.group(), question.measure)]
     elif kind == DATE:
         found = [m.span() for m in _DATE.finditer(sentence)]
     elif kind in (PERSON, ORGANISATION, PLACE, LIST, ENTITY):
