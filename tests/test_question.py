@@ -54,6 +54,8 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
                  "Mitarbeitern.", ["mehr als 10 Mrd. Umsatz"], id="a sum in German"),
     pytest.param("How many dollars did the plan cost?", "The plan cost $900 for 12 people.", ["$900"],
                  id="counting dollars asks a sum"),
+    pytest.param("How long did the address last?", "Tonight marks the 10th and last address, 62 minutes long.",
+                 ["62 minutes"], id="an ordinal is no quantity"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "
                  "fourteen countries.", ["fourteen countries"], id="a number written out"),
 ])
