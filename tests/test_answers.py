@@ -48,6 +48,19 @@ def test_a_number_that_measures_something_else_is_no_answer(seeded_service):
     assert seeded_service.answer("How many employees does Isomorphic Labs have?").abstained
 
 
+def test_a_passage_that_names_nothing_the_question_names_is_no_answer(seeded_service):
+    speech = Document("speech", "speech.txt", "State of the Union, 1964", "en", "h1", 100)
+    podcast = Document("podcast", "podcast.txt", "Last Week in AI", "en", "h2", 100)
+    hits = [Hit(Passage(1, "speech", 0, 0, 100, "The budget will call for total expenditures of $97,900 million, "
+                        "a reduction of more than $500 million in the price of government."), speech, 1.0),
+            Hit(Passage(2, "podcast", 0, 0, 100, "Amazon released Nova Act, an agent that controls a web browser "
+                        "for you."), podcast, 0.9)]
+    question = "What is the price of Amazon's Nova Act per request?"
+    candidates = candidates_for(question, hits, seeded_service.models.encoder)
+    assert not any(c.hit.document.id == "speech" for c in candidates)
+    assert answer_question(question, hits, seeded_service.models.encoder).abstained
+
+
 def test_answer_quality_floor(seeded_service):
     """The full evaluation (python -m tests.answer_eval prints it); this guards against regressions."""
     hybrid = evaluate(seeded_service, dense=True)

@@ -2,7 +2,8 @@
 
 Answers are extractive, so every claim is a citation and nothing is invented:
 1. the question is analysed for the kind of answer it wants (`bot.core.question`);
-2. every sentence of the retrieved passages is a candidate, read with the sentence before it (so
+2. every sentence of the retrieved passages that name something the question names (a passage naming
+   none of it is about something else) is a candidate, read with the sentence before it (so
    "It has 128 experts." keeps its subject, and the answer that follows an FAQ question or a
    sentence naming the subject is found); candidates are scored for meaning (multilingual e5
    cosine), for holding the question's words, and for holding a phrase of the wanted kind that
@@ -196,6 +197,8 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     spans, contexts = [], []
     asked_stems = _stems(asked.text)
     for rank, hit, section, asked_only in _passages_to_read(hits, asked, asked_stems):
+        if not _about(hit, asked):
+            continue
         text = hit.passage.text
         previous = None  # where the sentence before starts: the candidate is read with it
         for a, b, section, heading in _read(text, hit.document.title, asked, asked_stems, section):
@@ -230,6 +233,16 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
                                      hit.document.language != asked.language, rank_share, section, asked_by))
     return candidates
+
+
+def _about(hit: Hit, asked: Question) -> bool:
+    """Whether a passage (with its title and the passage before it) names anything the question names:
+    a passage that names none of it is about something else ("What is the price of Amazon's Nova Act?"
+    is not answered by a budget figure in a speech)."""
+    if not asked.names:
+        return True
+    text = " ".join(p.text for p in (hit.passage, hit.before) if p)
+    return not asked.names.isdisjoint(w.lower() for w in words(f"{hit.document.title} {text}"))
 
 
 def _with_phrase(spans: list, contexts: list[str], features: list) -> tuple[list, list[str], list]:

@@ -108,6 +108,13 @@ class Question:
     measure: str | None = None  # for a number: MONEY, PERCENT or COUNT when the question says which
 
     @property
+    def names(self) -> frozenset[str]:
+        """The names and numbers the question holds, lower-cased ("amazon", "nova", "act", "2016"): what
+        a passage about its subject mentions in any language."""
+        return frozenset(w.lower() for w in words(self.text)[1:] if (w[:1].isupper() or any(c.isdigit() for c in w))
+                         and len(w) > 1 and w.lower() not in _NOT_NAMES)
+
+    @property
     def wants_phrase(self) -> bool:
         return self.kind in PHRASE_KINDS
 
