@@ -56,6 +56,8 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
                  id="counting dollars asks a sum"),
     pytest.param("How long did the address last?", "Tonight marks the 10th and last address, 62 minutes long.",
                  ["62 minutes"], id="an ordinal is no quantity"),
+    pytest.param("How many GPUs did Meta use?", "Maverick fits on one H100 GPU; Meta trained it on 32,000 H100 GPUs.",
+                 ["32,000 H100"], id="a number inside a name is no quantity"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "
                  "fourteen countries.", ["fourteen countries"], id="a number written out"),
 ])
