@@ -17,12 +17,12 @@ _SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 _LIST_ITEM = re.compile(r"(?:[-*•+]|\d+[.)]|[A-Z][\w .'-]{0,30}:)\s")
 _CLOSING_MARKS = "*_\"'”’»)]"  # emphasis and quotes that may follow a sentence's final stop
 _ONE_LINE_BLOCK = re.compile(r"([^\n]*)(?:\n[ \t]*\n|\s*$)")  # a line, then a blank line or the end
-_CJK_CHARACTERS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-_CJK = re.compile(f"[{_CJK_CHARACTERS}]")
+CJK_CHARACTERS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_CJK = re.compile(f"[{CJK_CHARACTERS}]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # A word, or one CJK character: Chinese and Japanese write words without spaces, so `\w+` would take a
 # whole clause for one word.
-TOKEN = re.compile(f"[{_CJK_CHARACTERS}]|[^\\W{_CJK_CHARACTERS}]+")
+TOKEN = re.compile(f"[{CJK_CHARACTERS}]|[^\\W{CJK_CHARACTERS}]+")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # a blank line
 
 # The commonest words of each language the guesser tells apart.

@@ -58,6 +58,8 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
                  ["62 minutes"], id="an ordinal is no quantity"),
     pytest.param("How many GPUs did Meta use?", "Maverick fits on one H100 GPU; Meta trained it on 32,000 H100 GPUs.",
                  ["32,000 H100"], id="a number inside a name is no quantity"),
+    pytest.param("How many parameters do the models have?", "该系列模型拥有高达2万亿个参数。", ["2"],
+                 id="a number in Chinese text"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "
                  "fourteen countries.", ["fourteen countries"], id="a number written out"),
 ])

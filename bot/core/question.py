@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from summarizer.text import GERMAN_MONTHS, STOPWORDS, guess_language, words
+from summarizer.text import CJK_CHARACTERS, GERMAN_MONTHS, STOPWORDS, guess_language, words
 
 PERSON, ORGANISATION, PLACE, NUMBER, DATE = "person", "organisation", "place", "number", "date"
 YES_NO, DEFINITION, LIST, OTHER = "yes-no", "definition", "list", "other"
@@ -45,8 +45,9 @@ _SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen
             "tausend")
 _QUALIFIER = (r"(?:(?:more than|less than|fewer than|over|under|about|around|roughly|nearly|almost|some|up to|"
               r"at least|approximately|mehr als|weniger als|über|rund|etwa|fast|knapp|bis zu|mindestens)\s+)?")
-_NUMBER = re.compile(  # digits not inside a name ("H100") and no ordinal ("10th"), or a number written out
-    rf"{_QUALIFIER}(?:[$€£¥]\s?)?(?:(?<!\w)\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|\b(?:{_SPELLED})\b)"
+_NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no ordinal ("10th"), or written out
+    rf"{_QUALIFIER}(?:[$€£¥]\s?)?"
+    rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|\b(?:{_SPELLED})\b)"
     r"(?:\s?(?:%|percent|prozent))?"
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
     r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "per", "each"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
