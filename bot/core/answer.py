@@ -377,7 +377,7 @@ def _coverage(asked: Question, candidates: list[tuple[Hit, str, str]]) -> tuple[
     question with none of them is not judged by its words at all.
     """
     wanted_all = {stem(w) for w in asked.content}
-    names = {stem(w) for w in words(asked.text)[1:] if w[:1].isupper() or w.isdigit()}
+    names = {stem(w) for w in asked.names}
     present = [(_stems(window), _stems(sentence)) for _, window, sentence in candidates]
     idf = {w: math.log((1 + len(present)) / (1 + sum(w in p for p, _ in present))) + 1 for w in wanted_all}
     scores = []
