@@ -13,6 +13,7 @@ z.b d.h u.a bzw usw vgl bspw ggf evtl inkl sog zzgl abs str hr fr dipl ing""".sp
 GERMAN_MONTHS = tuple("""januar februar märz april mai juni juli august september oktober november
 dezember""".split())
 _LAST_TOKEN = re.compile(r"(\S+)\.$")
+_INITIALS = re.compile(r"(?:[A-Z]\.)*[A-Z]")
 _SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 _LIST_ITEM = re.compile(r"(?:[-*•+]|\d+[.)]|[A-Z][\w .'-]{0,30}:)\s")
 _CLOSING_MARKS = "*_\"'”’»)]"  # emphasis and quotes that may follow a sentence's final stop
@@ -74,7 +75,7 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     if "\n" in text[stop:after]:
         if text.count("\n", stop, after) > 1:
             return not _introduces_line(text, cursor, stop, after)
-        return not _wrapped(text, stop, after)
+        return not (_wrapped(text, stop, after) or _ends_in_initials(text, cursor, stop))
     if text[stop - 1:stop] != ".":
         return True
     token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
@@ -85,12 +86,21 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     word = token.group(1).lstrip("(\"'“‘").lower()
     if len(word) == 1 and word.isalpha() and (text[stop - 2].isupper() or re.fullmatch(r"\w\.", following[0])):
         return False  # an initial, or the first half of "z. B." / "d. h."
+    if _ends_in_initials(text, cursor, stop):
+        return False
     if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in GERMAN_MONTHS):
         return False
     if _SECTION_NUMBER.fullmatch(word) and not text[text.rfind("\n", 0, stop) + 1:token.start()].strip():
         return False  # "6.1. How many distributions are there?" is one heading
     first = following[0].lstrip("\"'“‘»«([")[:1]
     return not first.islower()
+
+
+def _ends_in_initials(text: str, cursor: int, stop: int) -> bool:
+    """Whether the period before `stop` closes an initial or initials run together ("J.H.M. Dassen"),
+    also where a hard-wrapped line breaks after them."""
+    token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
+    return bool(token) and bool(_INITIALS.fullmatch(token.group(1).lstrip("(\"'“‘")))
 
 
 def _wrapped(text: str, stop: int, after: int) -> bool:
@@ -158,9 +168,12 @@ def clean_control(text: str) -> str:
 
 
 # Speech fillers and false starts: dropped from answer lines and key points, never from quotes.
+# Words that open a spoken sentence without adding to it; those that also open written phrases ("So far",
+# "Right now", "Like most ...", "Also available") count only before a comma or where no such phrase follows.
 _LEADING_FILLER = re.compile(
-    r"^(?:(?:so|yeah|yes|well|um+|uh+|oh|okay|ok|right|like|and|anyway|i mean|you know|look|basically|"
-    r"alright|all right|ja|also|na ja|genau)\b[,.]?\s+)+", re.I)
+    r"^(?:(?:yeah|yes|um+|uh+|oh|okay|ok|and|anyway|i mean|you know|basically|alright|all right|ja|na ja|genau"
+    r"|so(?!\s+(?:far|much|many|few|little|long|that|called)\b)|well(?![- ]known)"
+    r"|right(?!\s+(?:now|after|before|away|here|there)\b))\b[,.]?\s+|(?:like|look|also),\s+)+", re.I)
 _INLINE_FILLER = re.compile(r"(,?)\s+\b(?:you know|i mean|um+|uh+|like|sort of|kind of)\b,(?=\s)", re.I)
 _STUTTER = re.compile(r"\b((?:\w+['’]?\w*\s*){1,3}?)[,\s]+\1\b", re.I)
 

@@ -202,6 +202,11 @@ ANSWER_CASES = [
         "Address", "A newly conceived Peace Corps is winning friends and helping people in fourteen countries, "
         "supplying trained young men and women.",
         "In how many countries was the Peace Corps working?", "**fourteen countries", id="spelled-number"),
+    pytest.param(  # a list item ending in a comma is no heading; "So far" is no filler
+        "Debian FAQ", "So far they have been characters taken from the Toy Story movies.\n\n"
+        "      * buzz (Debian 1.1) was the spaceman Buzz Lightyear,\n\n      * rex (Debian 1.2) was the "
+        "plastic tyrannosaurus rex,\n",
+        "Which Toy Story character was the codename buzz named after?", "Buzz Lightyear", id="list-item"),
 ]
 
 

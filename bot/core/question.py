@@ -34,7 +34,7 @@ _DATE = re.compile(
     r"|\d+(?:st|nd|rd|th)\s+century|\d+\.\s+jahrhundert"
     r"|(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|ein|zwei|drei|vier|fünf)"
     r"\s+(?:years?|months?|weeks?|days?|hours?|decades?|centuries|jahren?|monaten?|wochen?|tagen?|stunden?)"
-    r"(?:\s+(?:ago|later|earlier|long|old|zuvor|später))?)\b",
+    r"\s+(?:ago|later|earlier|old|zuvor|später))\b",  # a time relative to another; a bare duration is no date
     re.I)
 _SCALE = (r"(?:hundred|thousand|million|billion|trillion|tausend|mio\.?|millionen?|mrd\.?|milliarden?|"
           r"billionen?|[kmb]n?\b)")
@@ -50,7 +50,7 @@ _NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no
     rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|\b(?:{_SPELLED})\b)"
     r"(?:\s?(?:%|percent|prozent))?"
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
-    r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "per", "each"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
+    r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "until", "since", "per", "each", "bis", "seit"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
     re.I)
 # What a number measures. A question asking for an amount of money, a percentage or a count ("how many")
 # is not answered by a number that measures something else ("How many employees?" by "$600 million").
@@ -64,7 +64,7 @@ _CURRENCY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|usd|eur|cents?)\b", re.
 _MONEY_PHRASE = re.compile(  # a currency, or a sum in millions or billions ("mehr als 10 Mrd.")
     rf"{_CURRENCY.pattern}|\b(?:million|billion|trillion|bn|mio|mrd|millionen|milliarden?)\b|\d[kmb]\b", re.I)
 _PERCENT_PHRASE = re.compile(r"%|\b(?:percent|prozent)\b", re.I)
-_NAME_WORD = r"(?:[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
+_NAME_WORD = r"(?:(?:[A-Z]\.){2,}|[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
 _NAME = re.compile(
     rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y)\s+){_NAME_WORD})*")
 # Words written with a capital that are not names at the start of a sentence, or ever.
