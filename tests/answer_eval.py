@@ -312,14 +312,20 @@ class Scores:
 
 
 def evaluate(service: "Service", dense: bool = True) -> Scores:
+    """Hybrid: the passages `Service.ask` answers from (`Service.question_hits`); BM25: the same number
+    of passages by keywords alone."""
     from bot.core.answer import answer_question
     from bot.core.service import ASK_PASSAGES
+
+    def passages(question: str) -> list:
+        return service.question_hits(question) if dense else \
+            service.retriever.search(question, limit=ASK_PASSAGES, dense=False)
 
     data = json.loads(QUESTIONS.read_text())
     hit1 = hit3 = facts = quotes = wrongly_abstained = 0
     misses = []
     for item in data["answerable"]:
-        hits = service.retriever.search(item["q"], limit=ASK_PASSAGES, dense=dense)
+        hits = passages(item["q"])
         ranked_docs = [h.document.path.split("/")[-1][:3] for h in hits]
         hit1 += ranked_docs[:1] == [item["doc"]]
         hit3 += item["doc"] in ranked_docs[:3]
@@ -332,7 +338,7 @@ def evaluate(service: "Service", dense: bool = True) -> Scores:
             misses.append(f"{item['q']} -> {answer.text[:160] or '(abstained)'}")
     abstained = 0
     for question in data["unanswerable"]:
-        hits = service.retriever.search(question, limit=ASK_PASSAGES, dense=dense)
+        hits = passages(question)
         answer = answer_question(question, hits, service.models.encoder, service.embed_sentences)
         abstained += answer.abstained
         if not answer.abstained:
