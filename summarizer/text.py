@@ -9,7 +9,7 @@ import unicodedata
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"'”’»)\]]*\s+|(?<=[。！？])|\n+")
 _ABBREVIATIONS = frozenset("""mr mrs ms dr prof st jr sr vs etc inc ltd co corp no nr vol fig approx ca e.g i.e
 u.s u.k u.n a.m p.m dept gen col lt sgt rev hon jan feb mar apr jun jul aug sep sept oct nov dec mt ft
-z.b d.h u.a bzw usw vgl bspw ggf evtl inkl sog zzgl abs str hr fr dipl ing""".split())
+z.b d.h u.a bzw usw vgl bspw ggf evtl inkl sog zzgl abs str hr fr dipl ing mrd mio tsd""".split())
 GERMAN_MONTHS = tuple("""januar februar märz april mai juni juli august september oktober november
 dezember""".split())
 _LAST_TOKEN = re.compile(r"(\S+)\.$")

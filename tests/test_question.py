@@ -87,6 +87,7 @@ def test_german_names_need_two_words_where_every_noun_is_capitalised():
     ("The first edition was made by J.H.M. Dassen (Ray) and Chuck Stickelman. Then Santiago Vila took over.", 2),
     ("The first edition of this FAQ was made and maintained by J.H.M.\n    Dassen (Ray) and Chuck Stickelman.", 1),
     ("Am 19. November 2023 kam es zu Gesprächen, z. B. mit Microsoft. Dann kam Altman.", 2),
+    ("Selbst wenn Microsoft die Investition von 10 Mrd. USD abschreiben müsste, hat sie sich gelohnt. Gut.", 2),
     ("Apples, pears, etc. and more. OK? Yes!", 3),
     # hard-wrapped FAQ text: a numbered heading, then a paragraph whose lines are not sentences
     ("6.1. How many Debian distributions are there?\n\n    There are three major distributions: the stable\n"
