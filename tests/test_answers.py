@@ -48,6 +48,13 @@ def test_a_number_that_measures_something_else_is_no_answer(seeded_service):
     assert seeded_service.answer("How many employees does Isomorphic Labs have?").abstained
 
 
+def test_who_is_a_name_is_answered_by_what_the_documents_call_them(seeded_service):
+    """The forum post names Adam D'Angelo in an apposition, in a sentence about something else."""
+    answer = seeded_service.answer("Who is Adam D'Angelo?")
+    assert answer.text.startswith("**the CEO of Quora Inc.**"), answer.text
+    assert "Adam D’Angelo, the CEO of Quora" in answer.sources[0].quote
+
+
 def test_a_passage_that_names_nothing_the_question_names_is_no_answer(seeded_service):
     speech = Document("speech", "speech.txt", "State of the Union, 1964", "en", "h1", 100)
     podcast = Document("podcast", "podcast.txt", "Last Week in AI", "en", "h2", 100)

@@ -15,6 +15,7 @@ from summarizer.text import split_sentences, trim_fillers
     ("Who was the director of Gone with the Wind?", PERSON),
     ("Wer wurde Interims-CEO von OpenAI?", PERSON),
     ("Who is Adam D'Angelo?", DEFINITION),
+    ("Who was Stephen Hawking's doctoral advisor?", PERSON),
     ("Which company did Emmett Shear run?", ORGANISATION),
     ("Where is the offsite moving to?", PLACE),
     ("In which country is Phnom Penh?", PLACE),
@@ -43,6 +44,23 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
     # a name the question already holds is not an answer; neither is a number it already holds
     assert found("Who replaced Sam Altman?", "Sam Altman was replaced by Emmett Shear.") == ["Emmett Shear"]
     assert found("How many experts does Llama 4 Maverick have?", "Llama 4 Maverick has 128 experts.") == ["128 experts"]
+
+
+@pytest.mark.parametrize("question, sentence, described", [
+    pytest.param("Who is Adam D'Angelo?", "Murati is negotiating with Adam D’Angelo, the CEO of Quora Inc., who "
+                 "represents the board.", ["the CEO of Quora Inc."], id="apposition"),
+    pytest.param("Who was Stephen Hawking?", "Stephen William Hawking (8 January 1942 – 14 March 2018) was an "
+                 "English theoretical physicist, cosmologist and author.", ["an English theoretical physicist"],
+                 id="definition with a middle name and dates"),
+    pytest.param("Wer ist Mira Murati?", "Das sagte Mira Murati, CTO von OpenAI, am Montag.", ["CTO von OpenAI"],
+                 id="apposition without article"),
+    pytest.param("Wer war Sid in Toy Story?", "sid was the neighbor kid who broke all toys.",
+                 ["the neighbor kid who broke all toys"], id="a name written in lower case"),
+    pytest.param("Who is Sam Altman?", "Sam Altman, Greg Brockman and Ilya Sutskever met; Sam Altman, who was "
+                 "fired, left.", [], id="neither a list nor a relative clause says who"),
+])
+def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentence, described):
+    assert found(question, sentence) == described
 
 
 @pytest.mark.parametrize("question, sentence, numbers", [

@@ -100,6 +100,7 @@ class Candidate:
     rank: float  # 1 for the first retrieved passage, towards 0 for the last
     section: float  # share of the question's words in the heading or FAQ question the sentence follows
     asked: float  # when that heading is the question itself (an FAQ's own answer): how closely it words it; else 0
+    defines: bool = False  # the phrase says what the name a "Who is <name>?" question asks about is
 
     @property
     def under_question(self) -> bool:
@@ -171,9 +172,14 @@ def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights =
 
 def answer_pool(candidates: list[Candidate]) -> tuple[list[Candidate], bool]:
     """The candidates an answer is chosen from, and whether the evidence threshold applies: when a
-    document asks the question itself (an FAQ heading), only that section's, with no threshold."""
+    document asks the question itself (an FAQ heading), only that section's; else, when sentences say
+    what the name a "Who is <name>?" question asks about is ("Adam D'Angelo, the CEO of Quora"), only
+    those; either way with no threshold."""
     asked_here = _section_openings(candidates, lambda c: ((c.section, c.asked), c.hit, c.start))
-    return ([candidates[i] for i in asked_here], False) if asked_here else (candidates, True)
+    if asked_here:
+        return [candidates[i] for i in asked_here], False
+    defining = [c for c in candidates if c.defines]
+    return (defining, False) if defining else (candidates, True)
 
 
 def _section_openings(items: list, where: Callable) -> list[int]:
@@ -231,7 +237,8 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         (rank, hit, context, a, b, (section, asked_by)), (coverage, phrase, near, rank_share, _) = \
             spans[i], features[i]
         candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
-                                     hit.document.language != asked.language, rank_share, section, asked_by))
+                                     hit.document.language != asked.language, rank_share, section, asked_by,
+                                     phrase is not None and asked.subject is not None))
     return candidates
 
 

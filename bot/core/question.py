@@ -67,6 +67,9 @@ _PERCENT_PHRASE = re.compile(r"%|\b(?:percent|prozent)\b", re.I)
 _NAME_WORD = r"(?:(?:[A-Z]\.){2,}|[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
 _NAME = re.compile(
     rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y)\s+){_NAME_WORD})*")
+# "Who is Adam D'Angelo?", "Wer war Sid in Toy Story?": a question about a name (not "Who was Hawking's advisor?").
+_WHO_IS_NAME = re.compile(rf"(?i:(?:who|wer) (?:is|was|ist|war)) ({_NAME.pattern})(?!['’]s\b)"
+                          r"(?i: (?:in|im|at|bei|of|von) [^?]*)?\s*\??$")
 # Words written with a capital that are not names at the start of a sentence, or ever.
 _NOT_NAMES = STOPWORDS | frozenset("""yes yeah so well okay oh now here today yesterday tomorrow also however
 but and then there this that these those it its i we you they he she our my his her their some many most
@@ -107,6 +110,7 @@ class Question:
     language: str
     content: frozenset[str]  # lower-cased content words
     measure: str | None = None  # for a number: MONEY, PERCENT or COUNT when the question says which
+    subject: str | None = None  # for "Who is Adam D'Angelo?": the name asked about ("Adam D'Angelo")
 
     @property
     def names(self) -> frozenset[str]:
@@ -117,7 +121,7 @@ class Question:
 
     @property
     def wants_phrase(self) -> bool:
-        return self.kind in PHRASE_KINDS
+        return self.kind in PHRASE_KINDS or self.subject is not None
 
     @property
     def needs_phrase(self) -> bool:
@@ -133,7 +137,14 @@ def analyse(question: str) -> Question:
     text = " ".join(question.split())
     content = frozenset(w.lower() for w in words(text) if w.lower() not in STOPWORDS)
     kind = _kind(text)
-    return Question(text, kind, guess_language(text), content, _measure(text) if kind == NUMBER else None)
+    return Question(text, kind, guess_language(text), content, _measure(text) if kind == NUMBER else None,
+                    _subject(text) if kind == DEFINITION else None)
+
+
+def _subject(text: str) -> str | None:
+    """The name a "Who is <name>?" question asks about."""
+    asked = _WHO_IS_NAME.match(text)
+    return asked.group(1) if asked else None
 
 
 def _measure(text: str) -> str | None:
@@ -187,8 +198,7 @@ def _kind(text: str) -> str:
         return LIST
     if which and _ORG_HINT.search(q[:60]):
         return ORGANISATION
-    if re.match(r"(who|wer) (is|was|ist|war) (?!the |der |die |das )[A-Z]", text, re.I) and \
-            re.match(r"\S+ \S+ [A-Z]", text):
+    if _WHO_IS_NAME.match(text):
         return DEFINITION  # "Who is Adam D'Angelo?" asks what a named person is
     if first in ("who", "whom", "whose", "wer", "wen", "wem", "wessen") or (which and _PERSON_HINT.search(q[:40])):
         return PERSON
@@ -215,9 +225,31 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
         found = [m.span() for m in _DATE.finditer(sentence)]
     elif kind in (PERSON, ORGANISATION, PLACE, LIST, ENTITY):
         found = _names(sentence, german=language == "de")
+    elif question.subject:
+        return _descriptions(sentence, question.subject)
     else:
         return []
     return [(a, b) for a, b in found if _is_new(sentence[a:b], kind, question)]
+
+
+_DETERMINER = r"(?i:the|a|an|der|die|das|ein|eine|einer|eines)\s"
+_DESCRIPTION_END = r"(?=\s*(?:[,;:()–—]|\.(?:\s|$)|$))"
+_RELATIVE = r"(?:who|which|that|whose|and|or)\b"  # "Sam Altman, who was fired," says what happened, not who he is
+
+
+def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
+    """Spans of what `sentence` says the named subject is: an apposition ("Adam D'Angelo, the CEO of
+    Quora Inc., is negotiating") or a definition ("Stephen William Hawking (1942–2018) was an English
+    physicist"). The name may carry middle names and may be written in lower case ("sid was the kid
+    next door")."""
+    parts = [re.escape(part).replace("'", "['’]") for part in re.sub("[’]", "'", subject).split()]
+    middle = r"(?:\s+[A-Z][\w'’.-]*){0,2}\s+"  # "Stephen William Hawking" for "Stephen Hawking"
+    name = parts[0] + (middle + r"\s+".join(parts[1:]) if len(parts) > 1 else "")
+    aside = r"(?:\s*\([^)]*\))?"
+    apposition = rf",\s+(?={_DETERMINER}|(?!{_RELATIVE})[a-z]|[A-Z]{{2,}}\s+(?:of|von|at|bei)\s)"  # not a list
+    pattern = re.compile(rf"(?<![\w'’])(?i:{name})(?![\w'’]){aside}(?:{apposition}|\s+(?i:is|was|ist|war)\s+"
+                         rf"(?={_DETERMINER}))(?P<what>[^,;:()–—]+?){_DESCRIPTION_END}")
+    return [match.span("what") for match in pattern.finditer(sentence) if len(match.group("what").split()) <= 20]
 
 
 def _is_bare_year(text: str) -> bool:
