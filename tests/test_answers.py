@@ -214,6 +214,11 @@ ANSWER_CASES = [
         "      * buzz (Debian 1.1) was the spaceman Buzz Lightyear,\n\n      * rex (Debian 1.2) was the "
         "plastic tyrannosaurus rex,\n",
         "Which Toy Story character was the codename buzz named after?", "Buzz Lightyear", id="list-item"),
+    pytest.param(  # of two names near "directed", the closer one
+        "The Wizard of Oz", "The Wizard of Oz is a 1939 American musical fantasy film. Based on the 1900 novel The "
+        "Wonderful Wizard of Oz by L. Frank Baum, it was primarily directed by Victor Fleming, who left production "
+        "to take over the troubled Gone with the Wind.",
+        "Who was the director of Gone with the Wind?", "**Victor Fleming**", id="closest-name"),
 ]
 
 

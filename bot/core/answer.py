@@ -399,7 +399,9 @@ def _coverage(asked: Question, candidates: list[tuple[Hit, str, str]]) -> tuple[
 def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
                  idf: dict[str, float]) -> tuple[tuple[int, int] | None, float]:
     """The phrase of the wanted kind with most of the question's words close around it (passage
-    offsets), and the rarity-weighted share of the question's words within PHRASE_REACH words of it."""
+    offsets), and the rarity-weighted share of the question's words within PHRASE_REACH words of it.
+    Of two phrases near the same words, the one closer to them: "by L. Frank Baum, it was directed by
+    Victor Fleming" answers who directed it with Fleming."""
     if not asked.wants_phrase:
         return None, 0.0
     sentence = hit.passage.text[start:end]
@@ -409,13 +411,17 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
     tokens = [(m.start(), m.end(), stem(m.group())) for m in TOKEN.finditer(sentence)]
     total = sum(idf.values()) or 1.0
 
-    def nearby(span: tuple[int, int]) -> float:
+    def nearby(span: tuple[int, int]) -> tuple[float, int]:
+        """(share of the question's words within reach, minus the distance to the closest of them)"""
         inside = [i for i, (a, b, _) in enumerate(tokens) if a < span[1] and b > span[0]] or [0]
         lo, hi = max(inside[0] - PHRASE_REACH, 0), inside[-1] + PHRASE_REACH + 1
-        return sum(idf.get(stem, 0.0) for stem in {stem for _, _, stem in tokens[lo:hi]}) / total
+        asked_at = [i for i in range(lo, min(hi, len(tokens))) if idf.get(tokens[i][2])
+                    and not inside[0] <= i <= inside[-1]]
+        share = sum(idf.get(stem, 0.0) for stem in {stem for _, _, stem in tokens[lo:hi]}) / total
+        return share, -min((abs(i - inside[0]) if i < inside[0] else i - inside[-1] for i in asked_at), default=hi)
 
     best = max(found, key=nearby)
-    return (start + best[0], start + best[1]), nearby(best)
+    return (start + best[0], start + best[1]), nearby(best)[0]
 
 
 def _claim_text(candidate: Candidate) -> str:
