@@ -66,6 +66,11 @@ def test_a_passage_that_names_nothing_the_question_names_is_no_answer(seeded_ser
     candidates = candidates_for(question, hits, seeded_service.models.encoder)
     assert not any(c.hit.document.id == "speech" for c in candidates)
     assert answer_question(question, hits, seeded_service.models.encoder).abstained
+    # a common acronym is no name: the GDP of another province does not answer
+    province = Document("guangdong", "Guangdong.txt", "Guangdong", "en", "h3", 100)
+    hits = [Hit(Passage(3, "guangdong", 0, 0, 100, "With a population of 128.590 million across a total area of about "
+                        "179,800 km2, Guangdong is the Chinese province with the largest GDP."), province, 1.0)]
+    assert not candidates_for("What is the GDP of Sichuan?", hits, seeded_service.models.encoder)
 
 
 def test_answer_quality_floor(seeded_service):

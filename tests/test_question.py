@@ -82,6 +82,8 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
                  ["32,000 H100"], id="a number inside a name is no quantity"),
     pytest.param("How many parameters do the models have?", "该系列模型拥有高达2万亿个参数。", ["2"],
                  id="a number in Chinese text"),
+    pytest.param("By how much did Kennedy increase the defense budget?", "He increased the budget by 15 percent.",
+                 ["15 percent"], id="a change may be a percentage"),
     pytest.param("How many children did Napoleon III have?", "He was Emperor from 1852 until 1870.", [],
                  id="a year is no count"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "

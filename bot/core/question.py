@@ -57,8 +57,9 @@ _NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no
 MONEY, PERCENT, COUNT = "money", "percent", "count"
 _MONEY_QUESTION = re.compile(
     r"\b(?:money|cost|costs|price|prices|pay|paid|salary|revenue|revenues|valuation|worth|spend|spent|earn|earns|"
-    r"earned|raise|raised|raising|funding|invest|invested|geld|kostet|kosten|preis|gehalt|bezahlt|zahlte|"
-    r"verdient|verdiente|umsatz|bewertung|investiert|investierte)\b", re.I)
+    r"earned|raise|raised|raising|funding|invest|invested|gdp|budget|income|profit|profits|sales|wage|wages|"
+    r"geld|kostet|kosten|preis|gehalt|bezahlt|zahlte|verdient|verdiente|umsatz|bewertung|investiert|investierte|"
+    r"bip|gewinn|einkommen|haushalt)\b", re.I)
 _PERCENT_QUESTION = re.compile(r"\b(?:percentage|percent|prozent|prozentsatz|anteil)\b", re.I)
 _CURRENCY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|usd|eur|cents?)\b", re.I)
 _MONEY_PHRASE = re.compile(  # a currency, or a sum in millions or billions ("mehr als 10 Mrd.")
@@ -73,7 +74,7 @@ _WHO_IS_NAME = re.compile(rf"(?i:(?:who|wer) (?:is|was|ist|war)) ({_NAME.pattern
 # Words written with a capital that are not names at the start of a sentence, or ever.
 _NOT_NAMES = STOPWORDS | frozenset("""yes yeah so well okay oh now here today yesterday tomorrow also however
 but and then there this that these those it its i we you they he she our my his her their some many most
-monday tuesday wednesday thursday friday saturday sunday ceo cto cfo coo ai ml faq pdf url api tv mr mrs ms dr
+monday tuesday wednesday thursday friday saturday sunday ceo cto cfo coo ai ml faq pdf url api tv gdp bip mr mrs ms dr
 prof sir after before apparently chapter section although though because during since until unless whereas
 meanwhile instead still yet even perhaps maybe several other another each every both first second third finally
 recently later earlier currently according see note please thus therefore hence furthermore moreover indeed
@@ -150,6 +151,8 @@ def _subject(text: str) -> str | None:
 def _measure(text: str) -> str | None:
     if _PERCENT_QUESTION.search(text):
         return PERCENT
+    if re.match(r"(?:by|um) (?:how much|wie viel)", text, re.I):
+        return None  # a change: "By how much did the budget grow?" may be "15 percent"
     counted = re.match(r"(?:how|wie) (?:many|viele) (\S+)", _LEADING_PREPOSITION.sub("", text, count=1), re.I)
     if counted:  # "How many people pay taxes?" counts people; "How many dollars ...?" asks a sum
         return MONEY if _CURRENCY.match(counted.group(1)) else COUNT
