@@ -54,6 +54,11 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
                  id="definition with a middle name and dates"),
     pytest.param("Wer ist Mira Murati?", "Das sagte Mira Murati, CTO von OpenAI, am Montag.", ["CTO von OpenAI"],
                  id="apposition without article"),
+    pytest.param("Who is Mira Murati?", "Das twitterten Mira Murati (CTO von OpenAI) und Jakub Pachocki.",
+                 ["CTO von OpenAI"], id="a role in parentheses"),
+    pytest.param("Wer ist Emmett Shear?", "Altman wurde mit Emmett Shear, der aus der Streaming-Ecke kommt, ersetzt; "
+                 "Emmett Shear, der frühere Twitch-CEO, sagte nichts.", ["der frühere Twitch-CEO"],
+                 id="a German relative clause says what he did"),
     pytest.param("Wer war Sid in Toy Story?", "sid was the neighbor kid who broke all toys.",
                  ["the neighbor kid who broke all toys"], id="a name written in lower case"),
     pytest.param("Who is Sam Altman?", "Sam Altman, Greg Brockman and Ilya Sutskever met; Sam Altman, who was "

@@ -240,19 +240,24 @@ _DESCRIPTION_END = r"(?=\s*(?:[,;:()–—]|\.(?:\s|$)|$))"
 _RELATIVE = r"(?:who|which|that|whose|and|or)\b"  # "Sam Altman, who was fired," says what happened, not who he is
 
 
+_ROLE = r"[A-Z]{2,}\s+(?:of|von|at|bei)\s"  # "CEO of Quora", "CTO von OpenAI"
+
+
 def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
     """Spans of what `sentence` says the named subject is: an apposition ("Adam D'Angelo, the CEO of
-    Quora Inc., is negotiating") or a definition ("Stephen William Hawking (1942–2018) was an English
-    physicist"). The name may carry middle names and may be written in lower case ("sid was the kid
-    next door")."""
+    Quora Inc., is negotiating"; "Mira Murati (CTO von OpenAI)") or a definition ("Stephen William
+    Hawking (1942–2018) was an English physicist"). The name may carry middle names and may be written
+    in lower case ("sid was the kid next door"). A German relative clause, which ends in its verb ("Emmett
+    Shear, der aus der Streaming-Ecke kommt,"), says what someone did, not who they are."""
     parts = [re.escape(part).replace("'", "['’]") for part in re.sub("[’]", "'", subject).split()]
     middle = r"(?:\s+[A-Z][\w'’.-]*){0,2}\s+"  # "Stephen William Hawking" for "Stephen Hawking"
     name = parts[0] + (middle + r"\s+".join(parts[1:]) if len(parts) > 1 else "")
     aside = r"(?:\s*\([^)]*\))?"
-    apposition = rf",\s+(?={_DETERMINER}|(?!{_RELATIVE})[a-z]|[A-Z]{{2,}}\s+(?:of|von|at|bei)\s)"  # not a list
-    pattern = re.compile(rf"(?<![\w'’])(?i:{name})(?![\w'’]){aside}(?:{apposition}|\s+(?i:is|was|ist|war)\s+"
-                         rf"(?={_DETERMINER}))(?P<what>[^,;:()–—]+?){_DESCRIPTION_END}")
-    return [match.span("what") for match in pattern.finditer(sentence) if len(match.group("what").split()) <= 20]
+    apposition = rf",\s+(?={_DETERMINER}|(?!{_RELATIVE})[a-z]|{_ROLE})"  # "Altman, Brockman and ..." is a list
+    pattern = re.compile(rf"(?<![\w'’])(?i:{name})(?![\w'’])(?:\s*\((?={_ROLE})|{aside}(?:{apposition}|"
+                         rf"\s+(?i:is|was|ist|war)\s+(?={_DETERMINER})))(?P<what>[^,;:()–—]+?){_DESCRIPTION_END}")
+    return [match.span("what") for match in pattern.finditer(sentence) if len(match.group("what").split()) <= 20
+            and not (re.match(r"(?:der|die|das)\s", match.group("what")) and match.group("what")[-1:].islower())]
 
 
 def _is_bare_year(text: str) -> bool:
