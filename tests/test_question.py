@@ -59,6 +59,9 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
     pytest.param("Wer ist Emmett Shear?", "Altman wurde mit Emmett Shear, der aus der Streaming-Ecke kommt, ersetzt; "
                  "Emmett Shear, der frühere Twitch-CEO, sagte nichts.", ["der frühere Twitch-CEO"],
                  id="a German relative clause says what he did"),
+    pytest.param("What is Nova Act?", "Episode: Nova Act, xAI buys X, PaperBench. Their first act is Nova Act, "
+                 "which is an AI agent that can control a web browser.", ["an AI agent that can control a web browser"],
+                 id="a thing, and not a list of titles"),
     pytest.param("Wer war Sid in Toy Story?", "sid was the neighbor kid who broke all toys.",
                  ["the neighbor kid who broke all toys"], id="a name written in lower case"),
     pytest.param("Who is Sam Altman?", "Sam Altman, Greg Brockman and Ilya Sutskever met; Sam Altman, who was "

@@ -68,8 +68,9 @@ _PERCENT_PHRASE = re.compile(r"%|\b(?:percent|prozent)\b", re.I)
 _NAME_WORD = r"(?:(?:[A-Z]\.){2,}|[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
 _NAME = re.compile(
     rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y)\s+){_NAME_WORD})*")
-# "Who is Adam D'Angelo?", "Wer war Sid in Toy Story?": a question about a name (not "Who was Hawking's advisor?").
-_WHO_IS_NAME = re.compile(rf"(?i:(?:who|wer) (?:is|was|ist|war)) ({_NAME.pattern})(?!['’]s\b)"
+# "Who is Adam D'Angelo?", "What is Nova Act?", "Wer war Sid in Toy Story?": a question about a name (not "Who was
+# Hawking's advisor?").
+_WHO_IS_NAME = re.compile(rf"(?i:(?:who|wer|what|was) (?:is|was|ist|war)) ({_NAME.pattern})(?!['’]s\b)"
                           r"(?i: (?:in|im|at|bei|of|von) [^?]*)?\s*\??$")
 # Words written with a capital that are not names at the start of a sentence, or ever.
 _NOT_NAMES = STOPWORDS | frozenset("""yes yeah so well okay oh now here today yesterday tomorrow also however
@@ -245,7 +246,7 @@ _ROLE = r"[A-Z]{2,}\s+(?:of|von|at|bei)\s"  # "CEO of Quora", "CTO von OpenAI"
 
 def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
     """Spans of what `sentence` says the named subject is: an apposition ("Adam D'Angelo, the CEO of
-    Quora Inc., is negotiating"; "Mira Murati (CTO von OpenAI)") or a definition ("Stephen William
+    Quora Inc., is negotiating"; "Mira Murati (CTO von OpenAI)"; "Nova Act, which is an AI agent") or a definition ("Stephen William
     Hawking (1942–2018) was an English physicist"). The name may carry middle names and may be written
     in lower case ("sid was the kid next door"). A German relative clause, which ends in its verb ("Emmett
     Shear, der aus der Streaming-Ecke kommt,"), says what someone did, not who they are."""
@@ -253,7 +254,10 @@ def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
     middle = r"(?:\s+[A-Z][\w'’.-]*){0,2}\s+"  # "Stephen William Hawking" for "Stephen Hawking"
     name = parts[0] + (middle + r"\s+".join(parts[1:]) if len(parts) > 1 else "")
     aside = r"(?:\s*\([^)]*\))?"
-    apposition = rf",\s+(?={_DETERMINER}|(?!{_RELATIVE})[a-z]|{_ROLE})"  # "Altman, Brockman and ..." is a list
+    # "the CEO of Quora", "former CEO of Twitch", "CEO of Quora", "which is an AI agent"; not a list ("Altman, Brockman
+    # and ...", "Nova Act, xAI buys X, PaperBench") nor a relative clause ("who was fired")
+    apposition = (rf",\s+(?:(?:which|who)\s+(?i:is|was)\s+)?(?={_DETERMINER}|(?!{_RELATIVE})[a-z][^,;:()]*?\s"
+                  rf"(?:of|von|at|bei|for|für)\s|{_ROLE})")
     pattern = re.compile(rf"(?<![\w'’])(?i:{name})(?![\w'’])(?:\s*\((?={_ROLE})|{aside}(?:{apposition}|"
                          rf"\s+(?i:is|was|ist|war)\s+(?={_DETERMINER})))(?P<what>[^,;:()–—]+?){_DESCRIPTION_END}")
     return [match.span("what") for match in pattern.finditer(sentence) if len(match.group("what").split()) <= 20
