@@ -246,10 +246,11 @@ _ROLE = r"[A-Z]{2,}\s+(?:of|von|at|bei)\s"  # "CEO of Quora", "CTO von OpenAI"
 
 def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
     """Spans of what `sentence` says the named subject is: an apposition ("Adam D'Angelo, the CEO of
-    Quora Inc., is negotiating"; "Mira Murati (CTO von OpenAI)"; "Nova Act, which is an AI agent") or a definition ("Stephen William
-    Hawking (1942–2018) was an English physicist"). The name may carry middle names and may be written
-    in lower case ("sid was the kid next door"). A German relative clause, which ends in its verb ("Emmett
-    Shear, der aus der Streaming-Ecke kommt,"), says what someone did, not who they are."""
+    Quora Inc., is negotiating"; "Mira Murati (CTO von OpenAI)"; "Nova Act, which is an AI agent") or a
+    definition ("Stephen William Hawking (1942–2018) was an English physicist"). The name may carry middle
+    names and may be written in lower case ("sid was the kid next door"). A German relative clause, which
+    ends in its verb ("Emmett Shear, der aus der Streaming-Ecke kommt,"), says what someone did, not who
+    they are."""
     parts = [re.escape(part).replace("'", "['’]") for part in re.sub("[’]", "'", subject).split()]
     middle = r"(?:\s+[A-Z][\w'’.-]*){0,2}\s+"  # "Stephen William Hawking" for "Stephen Hawking"
     name = parts[0] + (middle + r"\s+".join(parts[1:]) if len(parts) > 1 else "")
