@@ -47,7 +47,7 @@ _QUALIFIER = (r"(?:(?:more than|less than|fewer than|over|under|about|around|rou
               r"at least|approximately|mehr als|weniger als|über|rund|etwa|fast|knapp|bis zu|mindestens)\s+)?")
 _NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no ordinal ("10th"), or written out
     rf"{_QUALIFIER}(?:[$€£¥]\s?)?"
-    rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|\b(?:{_SPELLED})\b)"
+    rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|(?<![\w-])(?:{_SPELLED})\b)"
     r"(?:\s?(?:%|percent|prozent))?"
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
     r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "until", "since", "per", "each", "bis", "seit"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
