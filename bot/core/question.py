@@ -81,6 +81,8 @@ meanwhile instead still yet even perhaps maybe several other another each every 
 recently later earlier currently according see note please thus therefore hence furthermore moreover indeed
 american british english german french italian spanish chinese japanese russian european african asian indian
 canadian australian mexican kapitel abschnitt siehe once aside""".split())
+_TIMES = frozenset(_MONTHS_EN.split("|") + list(GERMAN_MONTHS) + _MONTHS_SHORT.split("|") + """christmas easter
+thanksgiving halloween weihnachten ostern pfingsten silvester""".split())
 _REFERENCE = re.compile(r"(?:section|chapter|kapitel|abschnitt|§|figure|table|page|seite|release|version)\s*$",
                         re.I)
 _ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|start-up|lab|labs|team|"
@@ -271,13 +273,16 @@ def _is_bare_year(text: str) -> bool:
 
 def _names(sentence: str, german: bool) -> list[tuple[int, int]]:
     """Capitalised word sequences, less leading function words ("The", "So"); in German, where
-    every noun is capitalised, only sequences of two or more words count."""
+    every noun is capitalised, only sequences of two or more words count. A month or a holiday names a
+    time, not a person, place or thing ("A few days before Christmas")."""
     spans = []
     for match in _NAME.finditer(sentence):
         a, b = match.span()
         while (lead := re.match(r"(\S+)\s+", sentence[a:b])) and lead.group(1).lower() in _NOT_NAMES:
             a += lead.end()
         tokens = sentence[a:b].split()
+        if tokens and all(token.lower().strip(".") in _TIMES for token in tokens):
+            continue
         opener = not sentence[:a].strip(" \"'“‘(")  # one capitalised word opening a sentence is no name
         if tokens and tokens[-1].lower() not in _NOT_NAMES and (len(tokens) >= 2 or (
                 not german and not opener and len(tokens[0]) > 1 and tokens[0].lower() not in _NOT_NAMES)):
