@@ -67,7 +67,7 @@ _MONEY_PHRASE = re.compile(  # a currency, or a sum in millions or billions ("me
 _PERCENT_PHRASE = re.compile(r"%|\b(?:percent|prozent)\b", re.I)
 _NAME_WORD = r"(?:(?:[A-Z]\.){2,}|[A-Z][\w'’&.-]*[\w]|[A-Z]\.|[A-Z])"
 _NAME = re.compile(
-    rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y)\s+){_NAME_WORD})*")
+    rf"{_NAME_WORD}(?:(?:\s+|\s+(?:van|von|de|der|den|da|di|del|la|le|bin|al|du|&|y|of|of the)\s+){_NAME_WORD})*")
 # "Who is Adam D'Angelo?", "What is Nova Act?", "Wer war Sid in Toy Story?": a question about a name (not "Who was
 # Hawking's advisor?").
 _WHO_IS_NAME = re.compile(rf"(?i:(?:who|wer|what|was) (?:is|was|ist|war)) ({_NAME.pattern})(?!['’]s\b)"
