@@ -216,6 +216,8 @@ class Tally:
     retrieved: int = 0  # the gold document is among the answer's closest (retrieved) documents
     abstained_answerable: int = 0
     abstained_unanswerable: int = 0
+    led: int = 0  # answers leading with a short answer in bold
+    led_right: int = 0  # ... that holds a gold answer or is part of one ("18" of "atomic number 18")
 
     def add(self, item: dict, answer) -> tuple[bool, bool]:
         if not item["answers"]:
@@ -230,6 +232,10 @@ class Tally:
         self.cited += any(is_gold_path(s.path, item["doc"]) for s in answer.sources)
         self.retrieved += any(is_gold_path(d.path, item["doc"]) for d in answer.closest)
         self.abstained_answerable += answer.abstained
+        if answer.short:
+            self.led += 1
+            self.led_right += contains_any(answer.short, item["answers"]) or any(
+                contains_any(gold, [answer.short]) for gold in item["answers"])
         return fact, quote
 
     def row(self, label: str) -> str:
@@ -237,14 +243,19 @@ class Tally:
         return (f"{label:<18} {self.n:>4} {pct(self.fact, self.n)} {pct(self.quote, self.n)} "
                 f"{pct(self.cited, self.n)} {pct(self.retrieved, self.n)} "
                 f"{pct(self.abstained_answerable, self.n)}   {self.unanswerable:>4} "
-                f"{pct(self.abstained_unanswerable, self.unanswerable)}")
+                f"{pct(self.abstained_unanswerable, self.unanswerable)}  "
+                f"{pct(self.led, self.n)} {pct(self.led_right, self.led)}")
 
 
-DEV_HEADER = (f"{'dev set':<18} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'top3':>6} {'abst.':>6}   {'n-un':>4} {'abst.':>6}\n"
-              f"{'':<18} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}")
+DEV_HEADER = (f"{'dev set':<18} {'n':>4} {'fact':>6} {'quote':>6} {'source':>6} {'top3':>6} {'abst.':>6}   {'n-un':>4} "
+              f"{'abst.':>6}  {'bold':>6} {'bold':>6}\n"
+              f"{'':<18} {'':>4} {'':>6} {'':>6} {'(gold)':>6} {'(gold)':>6} {'(ans)':>6}   {'':>4} {'(unans)':>6}  "
+              f"{'(led)':>6} {'(gold)':>6}")
 DEV_LEGEND = ("fact: a gold answer in the answer text; quote: in a cited quote; source: the gold document is "
-              "cited;\ntop3: it is among the 3 closest documents retrieved (Answer.closest);\nabst. (ans): answerable questions abstained on (lower is better); n-un: unanswerable "
-              "look-alikes;\nabst. (unans): unanswerable ones abstained on (higher is better).")
+              "cited;\ntop3: it is among the 3 closest documents retrieved (Answer.closest);\nabst. (ans): answerable "
+              "questions abstained on (lower is better); n-un: unanswerable look-alikes;\nabst. (unans): unanswerable "
+              "ones abstained on (higher is better);\nbold (led): answerable questions answered with a short answer in "
+              "bold first; bold (gold): of those, the bold phrase holds a gold answer or is part of one.")
 
 
 def is_gold_path(path: str, key: str | None) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.core.values import Document, Hit, Source
-from bot.core.question import Question, analyse, phrases, stem
+from bot.core.question import NUMBER, Question, analyse, phrases, stem
 from summarizer.encoder import Encoder
 from summarizer.text import (PARAGRAPH_BREAK, STOPWORDS, TOKEN, readable, sentence_spans, split_sentences,
                              trim_fillers, words)
@@ -55,6 +55,9 @@ class Weights:
 
 WEIGHTS = Weights()
 PHRASE_REACH = 6  # words either side of a phrase in which the question's words count as near
+# A phrase leads the reply in bold when this share of the question's words stands near it (or it is a number):
+# on the dev set's tune half, 78% of the bold answers then hold the gold answer, against 68% for any phrase.
+SHORT_ANSWER_NEAR = 0.3
 # Extra sentences are cited only for answers without a short phrase, and when nearly as good.
 MAX_SENTENCES = 2
 RUNNER_UP_MARGIN = 0.04
@@ -101,6 +104,7 @@ class Candidate:
     section: float  # share of the question's words in the heading or FAQ question the sentence follows
     asked: float  # when that heading is the question itself (an FAQ's own answer): how closely it words it; else 0
     defines: bool = False  # the phrase says what the name a "Who is <name>?" question asks about is
+    leads: bool = False  # the phrase is sure enough to lead the reply in bold (`_leads`)
 
     @property
     def under_question(self) -> bool:
@@ -165,7 +169,7 @@ def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights =
                             candidate.hit.passage.id)
             sources.append(source)
         lines.append(f"{_claim_text(candidate)} [{source.n}]")
-    short = chosen[0].short
+    short = chosen[0].short if chosen[0].leads else None
     text = " ".join(lines)
     return Answer(f"**{short}**\n{text}" if short else text, sources, False, closest, short)
 
@@ -236,10 +240,19 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     for i, similarity in zip(keep, similarities):
         (rank, hit, context, a, b, (section, asked_by)), (coverage, phrase, near, rank_share, _) = \
             spans[i], features[i]
+        defines = phrase is not None and asked.subject is not None
         candidates.append(Candidate(hit, a, b, context, float(similarity), coverage, phrase, near,
                                      hit.document.language != asked.language, rank_share, section, asked_by,
-                                     phrase is not None and asked.subject is not None))
+                                     defines, phrase is not None and _leads(asked, near, defines)))
     return candidates
+
+
+def _leads(asked: Question, near: float, defines: bool) -> bool:
+    """Whether a phrase of the wanted kind is sure enough to lead the reply in bold: a number that
+    measures what is asked, a description of the name asked about, or any phrase with the question's
+    words close around it (SHORT_ANSWER_NEAR). A name far from them is often another one the sentence
+    mentions ("**Uzbekistan**" for the sea the Syr Darya flows into); the sentence still answers."""
+    return asked.kind == NUMBER or defines or near >= SHORT_ANSWER_NEAR
 
 
 def _about(hit: Hit, asked: Question) -> bool:
