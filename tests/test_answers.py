@@ -224,6 +224,10 @@ ANSWER_CASES = [
         "Wonderful Wizard of Oz by L. Frank Baum, it was primarily directed by Victor Fleming, who left production "
         "to take over the troubled Gone with the Wind.",
         "Who was the director of Gone with the Wind?", "**Victor Fleming**", id="closest-name"),
+    pytest.param(  # a name that is what a which-question asks for, though the question holds its noun
+        "Erich Ludendorff", "Erich Ludendorff was a German general. Later during the years of the Weimar Republic, he "
+        "took part in the failed 1920 Kapp Putsch and Adolf Hitler's 1923 Beer Hall Putsch.",
+        "In which failed 1920 putsch did Ludendorff take part?", "**Kapp Putsch**", id="asked-noun"),
 ]
 
 

@@ -36,6 +36,10 @@ def test_phrases_of_the_wanted_kind_that_the_question_lacks():
                  "It has a 10 million token context window, which is huge.") == ["10 million token"]
     assert "Victor Fleming" in found("Who was the director of Gone with the Wind?",
                                      "It was produced by David O. Selznick and directed by Victor Fleming.")
+    # the noun a which-question asks for may be part of the answer
+    assert found("Into which sea does the Syr Darya flow?", "It flows through Uzbekistan into the Aral Sea.") == [
+        "Uzbekistan", "Aral Sea"]
+    assert analyse("In which failed 1920 putsch did Ludendorff take part?").noun == "putsch"
     assert found("Who made the first edition?", "It was made by J.H.M. Dassen (Ray).") == ["J.H.M. Dassen", "Ray"]
     assert found("When did Amazon acquire Twitch?", "Twitch was acquired by Amazon in August 2014.") == ["August 2014"]
     # a duration is no date; a time relative to another is

@@ -414,7 +414,8 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
     """The phrase of the wanted kind with most of the question's words close around it (passage
     offsets), and the rarity-weighted share of the question's words within PHRASE_REACH words of it.
     Of two phrases near the same words, the one closer to them: "by L. Frank Baum, it was directed by
-    Victor Fleming" answers who directed it with Fleming."""
+    Victor Fleming" answers who directed it with Fleming. Before either, one that is what a which-question
+    asks for: "Into which sea ...?" is answered by "Aral Sea", not "Uzbekistan"."""
     if not asked.wants_phrase:
         return None, 0.0
     sentence = hit.passage.text[start:end]
@@ -433,7 +434,12 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
         share = sum(idf.get(stem, 0.0) for stem in {stem for _, _, stem in tokens[lo:hi]}) / total
         return share, -min((abs(i - inside[0]) if i < inside[0] else i - inside[-1] for i in asked_at), default=hi)
 
-    best = max(found, key=nearby)
+    def typed(span: tuple[int, int]) -> bool:
+        """Whether the phrase, or a word right by it, is what a which-question asks for ("Aral Sea")."""
+        inside = [i for i, (a, b, _) in enumerate(tokens) if a < span[1] and b > span[0]] or [0]
+        return asked.noun in {stem for _, _, stem in tokens[max(inside[0] - 1, 0):inside[-1] + 2]}
+
+    best = max(found, key=lambda span: (typed(span), nearby(span)))
     return (start + best[0], start + best[1]), nearby(best)[0]
 
 

@@ -115,6 +115,7 @@ class Question:
     content: frozenset[str]  # lower-cased content words
     measure: str | None = None  # for a number: MONEY, PERCENT or COUNT when the question says which
     subject: str | None = None  # for "Who is Adam D'Angelo?": the name asked about ("Adam D'Angelo")
+    noun: str | None = None  # for "Into which sea ...?": the stem of what is asked for ("sea")
 
     @property
     def names(self) -> frozenset[str]:
@@ -142,7 +143,19 @@ def analyse(question: str) -> Question:
     content = frozenset(w.lower() for w in words(text) if w.lower() not in STOPWORDS)
     kind = _kind(text)
     return Question(text, kind, guess_language(text), content, _measure(text) if kind == NUMBER else None,
-                    _subject(text) if kind == DEFINITION else None)
+                    _subject(text) if kind == DEFINITION else None, _asked_noun(text))
+
+
+_WHICH_NOUN = re.compile(r"(?:which|what|welche[rsmn]?)((?: [\w-]+){1,4}?) (?:is|are|was|were|do|does|did|has|have|had|"
+                         r"can|will|would|of|in|on|by|for|from|ist|sind|war|waren|hat|hatte|haben|hatten|wird|wurde|"
+                         r"wurden|kann|gibt|von|im|in|auf|für)\b", re.I)
+
+
+def _asked_noun(text: str) -> str | None:
+    """The stem of the noun a which-question asks for ("Into which sea does ..." -> "sea", "In which
+    failed 1920 putsch ..." -> "putsch"): an answer that is one ("Aral Sea", "Kapp Putsch") is likelier."""
+    asked = _WHICH_NOUN.match(_LEADING_PREPOSITION.sub("", text, count=1))
+    return stem(asked.group(1).split()[-1]) if asked else None
 
 
 def _subject(text: str) -> str | None:
@@ -292,9 +305,11 @@ def _names(sentence: str, german: bool) -> list[tuple[int, int]]:
 
 def _is_new(phrase: str, kind: str, question: Question) -> bool:
     """A name answers only if the question names none of it ("Sam Altman" does not answer a question
-    about Altman); a number or date only if the question does not already hold its digits."""
+    about Altman), besides the noun a which-question asks for ("Aral Sea" answers "Into which sea ...?");
+    a number or date only if the question does not already hold its digits."""
     tokens = [w.lower() for w in words(phrase) if (len(w) > 1 or w.isdigit()) and w.lower() not in STOPWORDS]
     if kind in (NUMBER, DATE):
         tokens = [t for t in tokens if t[0].isdigit()] or tokens
         return not tokens or any(t not in question.content for t in tokens)
-    return bool(tokens) and not any(t in question.content for t in tokens)
+    named = [t for t in tokens if stem(t) != question.noun]
+    return bool(named) and not any(t in question.content for t in named)
