@@ -239,7 +239,8 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
     if kind == NUMBER:
         found = [m.span() for m in _NUMBER.finditer(sentence)
                  if not _is_bare_year(m.group()) and not _REFERENCE.search(sentence[:m.start()])
-                 and _measures(m.group(), question.measure)]
+                 and _measures(m.group(), question.measure)
+                 and not (language != "de" and _names_a_version(sentence, m))]
     elif kind == DATE:
         found = [m.span() for m in _DATE.finditer(sentence)]
     elif kind in (PERSON, ORGANISATION, PLACE, LIST, ENTITY):
@@ -278,6 +279,14 @@ def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
                          rf"\s+(?i:is|was|ist|war)\s+(?={_DETERMINER})))(?P<what>[^,;:()–—]+?){_DESCRIPTION_END}")
     return [match.span("what") for match in pattern.finditer(sentence) if len(match.group("what").split()) <= 20
             and not (re.match(r"(?:der|die|das)\s", match.group("what")) and match.group("what")[-1:].islower())]
+
+
+def _names_a_version(sentence: str, number: re.Match) -> bool:
+    """A number between two capitalised words is part of a name ("Claude 3.5 Sonnet", "Llama 4 Scout"),
+    not a quantity (in German, where nouns are capitalised, this says nothing)."""
+    before = re.search(r"([A-Z][\w'’.-]*)\s+$", sentence[:number.start()])
+    return bool(before) and before.group(1).lower() not in _NOT_NAMES and bool(
+        re.fullmatch(r"\d[\d.,]*\s+[A-Z][\w-]*", number.group()))
 
 
 def _is_bare_year(text: str) -> bool:
