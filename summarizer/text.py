@@ -84,10 +84,9 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     if not token or not next_word:
         return True
     word = token.group(1).lstrip("(\"'“‘").lower()
-    if len(word) == 1 and word.isalpha() and (text[stop - 2].isupper() or re.fullmatch(r"\w\.", following[0])):
-        return False  # an initial, or the first half of "z. B." / "d. h."
-    if _ends_in_initials(text, cursor, stop):
-        return False
+    if _ends_in_initials(text, cursor, stop) or (len(word) == 1 and word.isalpha()
+                                                 and re.fullmatch(r"\w\.", following[0])):
+        return False  # an initial ("David O. Selznick", "J.H.M. Dassen"), or the first half of "z. B." / "d. h."
     if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in GERMAN_MONTHS):
         return False
     if _SECTION_NUMBER.fullmatch(word) and not text[text.rfind("\n", 0, stop) + 1:token.start()].strip():

@@ -425,19 +425,24 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
     tokens = [(m.start(), m.end(), stem(m.group())) for m in TOKEN.finditer(sentence)]
     total = sum(idf.values()) or 1.0
 
+    def token_range(span: tuple[int, int]) -> tuple[int, int]:
+        """The first and last token of the phrase."""
+        inside = [i for i, (a, b, _) in enumerate(tokens) if a < span[1] and b > span[0]] or [0]
+        return inside[0], inside[-1]
+
     def nearby(span: tuple[int, int]) -> tuple[float, int]:
         """(share of the question's words within reach, minus the distance to the closest of them)"""
-        inside = [i for i, (a, b, _) in enumerate(tokens) if a < span[1] and b > span[0]] or [0]
-        lo, hi = max(inside[0] - PHRASE_REACH, 0), inside[-1] + PHRASE_REACH + 1
-        asked_at = [i for i in range(lo, min(hi, len(tokens))) if idf.get(tokens[i][2])
-                    and not inside[0] <= i <= inside[-1]]
+        first, last = token_range(span)
+        lo, hi = max(first - PHRASE_REACH, 0), min(last + PHRASE_REACH + 1, len(tokens))
         share = sum(idf.get(stem, 0.0) for stem in {stem for _, _, stem in tokens[lo:hi]}) / total
-        return share, -min((abs(i - inside[0]) if i < inside[0] else i - inside[-1] for i in asked_at), default=hi)
+        distances = [first - i if i < first else i - last for i in range(lo, hi)
+                     if idf.get(tokens[i][2]) and not first <= i <= last]
+        return share, -min(distances, default=PHRASE_REACH + 1)
 
     def typed(span: tuple[int, int]) -> bool:
         """Whether the phrase, or a word right by it, is what a which-question asks for ("Aral Sea")."""
-        inside = [i for i, (a, b, _) in enumerate(tokens) if a < span[1] and b > span[0]] or [0]
-        return asked.noun in {stem for _, _, stem in tokens[max(inside[0] - 1, 0):inside[-1] + 2]}
+        first, last = token_range(span)
+        return asked.noun in {stem for _, _, stem in tokens[max(first - 1, 0):last + 2]}
 
     best = max(found, key=lambda span: (typed(span), nearby(span)))
     return (start + best[0], start + best[1]), nearby(best)[0]

@@ -45,12 +45,14 @@ _SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen
             "tausend")
 _QUALIFIER = (r"(?:(?:more than|less than|fewer than|over|under|about|around|roughly|nearly|almost|some|up to|"
               r"at least|approximately|mehr als|weniger als|über|rund|etwa|fast|knapp|bis zu|mindestens)\s+)?")
+_NOT_COUNTED = "|".join(sorted(STOPWORDS | {"after", "before", "while", "until", "since", "per", "each", "bis",
+                                              "seit"}))  # words after a number that are not what it counts
 _NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no ordinal ("10th"), or written out
     rf"{_QUALIFIER}(?:[$€£¥]\s?)?"
     rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|(?<![\w-])(?:{_SPELLED})\b)"
     r"(?:\s?(?:%|percent|prozent))?"
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
-    r"(?:[\s-](?!(?:" + "|".join(sorted(STOPWORDS | {"after", "before", "while", "until", "since", "per", "each", "bis", "seit"})) + r")\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",
+    rf"(?:[\s-](?!(?:{_NOT_COUNTED})\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",  # and what it counts ("32,000 GPUs")
     re.I)
 # What a number measures. A question asking for an amount of money, a percentage or a count ("how many")
 # is not answered by a number that measures something else ("How many employees?" by "$600 million").
@@ -255,8 +257,6 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
 _DETERMINER = r"(?i:the|a|an|der|die|das|ein|eine|einer|eines)\s"
 _DESCRIPTION_END = r"(?=\s*(?:[,;:()–—]|\.(?:\s|$)|$))"
 _RELATIVE = r"(?:who|which|that|whose|and|or)\b"  # "Sam Altman, who was fired," says what happened, not who he is
-
-
 _ROLE = r"[A-Z]{2,}\s+(?:of|von|at|bei)\s"  # "CEO of Quora", "CTO von OpenAI"
 
 
