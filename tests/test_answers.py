@@ -228,6 +228,10 @@ ANSWER_CASES = [
         "Erich Ludendorff", "Erich Ludendorff was a German general. Later during the years of the Weimar Republic, he "
         "took part in the failed 1920 Kapp Putsch and Adolf Hitler's 1923 Beer Hall Putsch.",
         "In which failed 1920 putsch did Ludendorff take part?", "**Kapp Putsch**", id="asked-noun"),
+    pytest.param(  # a statement ending in a tag question is no question
+        "Podcast", "So the open letter went out on Monday. More than 700 employees signed it, right? That was most "
+        "of the company.", "How many employees signed the open letter?", "**More than 700 employees",
+        id="tag-question"),
 ]
 
 

@@ -76,6 +76,9 @@ SECTION_ANSWER_CHARS = 320
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)+\.?\s+")
 _QUESTION_LABEL = re.compile(r"(?:Q|Question|Frage)\s*:\s", re.I)  # "Q: ...", answered by "A: ..."
 _ANSWER_LABEL = re.compile(r"^(?:A|Answer|Antwort)\s*:\s*", re.I)
+# A statement that ends by asking for agreement is no question: "he paid $42 billion for it, right?"
+_TAG_QUESTION = re.compile(r",\s*(?:right|no|yeah|okay|ok|you know|correct|isn't it|wasn't it|don't you think|oder|"
+                           r"nicht wahr|ne|gell|stimmt's)\?$", re.I)
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
@@ -490,12 +493,13 @@ def _introduces(sentence: str) -> bool:
 
 
 def _is_heading(sentence: str, own_line: bool = True) -> bool:
-    """A question, a markdown heading, a numbered heading, a labelled question ("Q: ...") or a short
-    line without a full stop (`own_line`: when it stands on a line of its own; a transcript's sentence
-    that lost its full stop at the end of a paragraph is no heading, nor is a list item ending in a comma)."""
+    """A question (not a statement ending in a tag question), a markdown heading, a numbered heading, a
+    labelled question ("Q: ...") or a short line without a full stop (`own_line`: when it stands on a
+    line of its own; a transcript's sentence that lost its full stop at the end of a paragraph is no
+    heading, nor is a list item ending in a comma)."""
     line = readable(sentence)
-    return (line.endswith("?") or sentence.lstrip().startswith("#") or bool(_SECTION_NUMBER.match(line))
-            or bool(_QUESTION_LABEL.match(line))
+    return ((line.endswith("?") and not _TAG_QUESTION.search(line)) or sentence.lstrip().startswith("#")
+            or bool(_SECTION_NUMBER.match(line)) or bool(_QUESTION_LABEL.match(line))
             or (own_line and line[-1:] not in ".!,;\"'”’)" and len(words(line)) < 16))
 
 
