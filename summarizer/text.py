@@ -72,20 +72,20 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     """False for a period that belongs to a word: an initial ("David O. Selznick"), a known
     abbreviation ("Dr.", "z. B."), a German ordinal date ("19. November"), or any period
     followed by a lower-case word ("etc. and"); and for the line break of hard-wrapped text."""
-    if "\n" in text[stop:after]:
-        if text.count("\n", stop, after) > 1:
-            return not _introduces_line(text, cursor, stop, after)
-        return not (_wrapped(text, stop, after) or _ends_in_initials(text, cursor, stop))
+    breaks = text.count("\n", stop, after)
+    if breaks > 1:
+        return not _introduces_line(text, cursor, stop, after)
+    token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)  # the word the period ends, if one does
+    if breaks:
+        return not (_wrapped(text, stop, after) or _are_initials(token))
     if text[stop - 1:stop] != ".":
         return True
-    token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
     following = text[after:after + 30].split(maxsplit=1)
     next_word = following[0].strip("\"'“”‘’»«()[]").lower() if following else ""
     if not token or not next_word:
         return True
     word = token.group(1).lstrip("(\"'“‘").lower()
-    if _ends_in_initials(text, cursor, stop) or (len(word) == 1 and word.isalpha()
-                                                 and re.fullmatch(r"\w\.", following[0])):
+    if _are_initials(token) or (len(word) == 1 and word.isalpha() and re.fullmatch(r"\w\.", following[0])):
         return False  # an initial ("David O. Selznick", "J.H.M. Dassen"), or the first half of "z. B." / "d. h."
     if word in _ABBREVIATIONS or (word.isdigit() and len(word) <= 2 and next_word in GERMAN_MONTHS):
         return False
@@ -95,10 +95,9 @@ def _ends_sentence(text: str, cursor: int, stop: int, after: int) -> bool:
     return not first.islower()
 
 
-def _ends_in_initials(text: str, cursor: int, stop: int) -> bool:
-    """Whether the period before `stop` closes an initial or initials run together ("J.H.M. Dassen"),
-    also where a hard-wrapped line breaks after them."""
-    token = _LAST_TOKEN.search(text, max(cursor, stop - 40), stop)
+def _are_initials(token: re.Match | None) -> bool:
+    """Whether the word a period ends (`_LAST_TOKEN`) is an initial or initials run together ("J.H.M.
+    Dassen"), also where a hard-wrapped line breaks after them."""
     return bool(token) and bool(_INITIALS.fullmatch(token.group(1).lstrip("(\"'“‘")))
 
 

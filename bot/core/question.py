@@ -150,7 +150,7 @@ def analyse(question: str) -> Question:
 
 _WHICH_NOUN = re.compile(r"(?:which|what|welche[rsmn]?)((?: [\w-]+){1,4}?) (?:is|are|was|were|do|does|did|has|have|had|"
                          r"can|will|would|of|in|on|by|for|from|ist|sind|war|waren|hat|hatte|haben|hatten|wird|wurde|"
-                         r"wurden|kann|gibt|von|im|in|auf|für)\b", re.I)
+                         r"wurden|kann|gibt|von|im|auf|für)\b", re.I)
 
 
 def _asked_noun(text: str) -> str | None:
