@@ -26,10 +26,15 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 TOKEN = re.compile(f"[{CJK_CHARACTERS}]|[^\\W{CJK_CHARACTERS}]+")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")  # a blank line
 
-# The commonest words of each language the guesser tells apart.
+# The commonest words of each language the guesser tells apart, with the words a question opens with:
+# a short question may hold none of the others ("Welche Ordnungszahl hat Helium?").
 _LANGUAGE_MARKERS = {
-    "en": {"the", "and", "of", "to", "is", "that", "in", "it", "for", "was", "with", "on", "as", "are", "this"},
-    "de": {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "sich", "auch", "von", "dass"},
+    "en": {"the", "and", "of", "to", "is", "that", "in", "it", "for", "was", "with", "on", "as", "are", "this",
+           "who", "what", "when", "where", "which", "why", "how", "did", "does", "do", "has", "have", "were"},
+    "de": {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "sich", "auch", "von", "dass",
+           "wer", "wem", "wen", "wessen", "wie", "wann", "wo", "warum", "welche", "welcher", "welches", "welchem",
+           "welchen", "hat", "hatte", "wurde", "wurden", "gibt", "es", "ich", "sie", "im", "für", "über", "sind", "kann",
+           "muss", "soll", "war"},
     "fr": {"le", "la", "les", "et", "est", "une", "des", "du", "que", "pour", "dans", "pas", "qui", "sur", "au"},
     "es": {"el", "la", "los", "las", "y", "es", "una", "del", "que", "para", "por", "con", "se", "no", "en"},
 }

@@ -1,7 +1,7 @@
 """Question analysis, answer phrases, sentence splitting and filler trimming (no models)."""
 import pytest
 
-from bot.core.question import DATE, DEFINITION, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse, phrases
+from bot.core.question import DATE, DEFINITION, ENTITY, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse, phrases
 from summarizer.text import split_sentences, trim_fillers
 
 
@@ -22,9 +22,24 @@ from summarizer.text import split_sentences, trim_fillers
     ("What are the Llama 4 model variants called?", LIST),
     ("Why did the board fire Altman?", DEFINITION),
     ("Is Debian free software?", YES_NO),
+    ("Which man first walked on the moon?", PERSON),
+    ("Mit welchem Programm meldet man einen Fehler in Debian?", ENTITY),  # German "man" is no person
 ])
 def test_question_kind(question, kind):
     assert analyse(question).kind == kind
+
+
+@pytest.mark.parametrize("question, language", [
+    ("Welche Ordnungszahl hat Helium?", "de"),
+    ("In welcher Stadt wurde die OPEC gegründet?", "de"),
+    ("Wer war Sid in Toy Story?", "de"),
+    ("Gibt es unterschiedliche Versionen eines Pakets in unterschiedlichen Distributionen?", "de"),
+    ("Who composed Der Ring des Nibelungen?", "en"),
+    ("Who won the war of 1812?", "en"),
+])
+def test_a_short_question_is_told_by_its_question_words(question, language):
+    """Its language decides which of its words a passage in another language can be held to."""
+    assert analyse(question).language == language
 
 
 def found(question: str, sentence: str, language: str = "en") -> list[str]:

@@ -91,8 +91,9 @@ _ORG_HINT = re.compile(r"\b(?:company|companies|firm|organi[sz]ation|startup|sta
                        r"university|party|band|agency|publisher|bank|unternehmen|firma|organisation|partei)\b", re.I)
 _PLACE_HINT = re.compile(r"\b(?:country|city|town|state|province|county|region|capital|continent|island|river|"
                          r"sea|ocean|lake|mountain|land|stadt|bundesstaat|meer|see|fluss|insel)\b", re.I)
-_PERSON_HINT = re.compile(r"\b(?:person|people|man|woman|ceo|founder|author|director|president|inventor|"
+_PERSON_HINT = re.compile(r"\b(?:person|people|mann|frau|ceo|founder|author|director|president|inventor|"
                           r"leader|chef|gründer|autor|player|writer|singer|actor|scientist)\b", re.I)
+_ENGLISH_PERSON_HINT = re.compile(r"\b(?:man|woman)\b")  # German "man" is a pronoun: "Mit welchem Programm meldet man ..."
 
 
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ors", "or", "ed", "es", "s", "ly", "ment", "e",
@@ -221,7 +222,8 @@ def _kind(text: str) -> str:
         return ORGANISATION
     if _WHO_IS_NAME.match(text):
         return DEFINITION  # "Who is Adam D'Angelo?" asks what a named person is
-    if first in ("who", "whom", "whose", "wer", "wen", "wem", "wessen") or (which and _PERSON_HINT.search(q[:40])):
+    person_hint = _PERSON_HINT.search(q[:40]) or (first in ("which", "what") and _ENGLISH_PERSON_HINT.search(q[:40]))
+    if first in ("who", "whom", "whose", "wer", "wen", "wem", "wessen") or (which and person_hint):
         return PERSON
     if first in ("why", "warum", "wieso", "weshalb", "explain", "describe", "how", "wie") or \
             re.match(r"(what|was) (is|are|was|does|do|ist|sind|bedeutet|heißt|macht)\b", q):
