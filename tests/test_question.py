@@ -115,6 +115,8 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
                  id="a year is no count"),
     pytest.param("How many papers does PaperBench ask agents to replicate?", "The best agent, Claude 3.5 Sonnet, "
                  "replicated 21% of 20 ICML papers.", ["20 ICML"], id="a version inside a name is no quantity"),
+    pytest.param("How many papers does PaperBench ask agents to replicate?", "So this is 20 ICML 2024 spotlight "
+                 "and oral papers.", ["20 ICML"], id="a year after a name is part of it"),
     pytest.param("How many people posted it?", "Das twitterten/x-ten mittlerweile Mira Murati und 500 andere.",
                  ["500 andere"], id="a number word inside a word is none"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "

@@ -285,10 +285,11 @@ def _descriptions(sentence: str, subject: str) -> list[tuple[int, int]]:
 
 def _names_a_version(sentence: str, number: re.Match) -> bool:
     """A number between two capitalised words is part of a name ("Claude 3.5 Sonnet", "Llama 4 Scout"),
-    not a quantity (in German, where nouns are capitalised, this says nothing)."""
+    and so is a year after one ("ICML 2024 spotlight papers"), not a quantity (in German, where nouns are
+    capitalised, this says nothing)."""
     before = re.search(r"([A-Z][\w'’.-]*)\s+$", sentence[:number.start()])
     return bool(before) and before.group(1).lower() not in _NOT_NAMES and bool(
-        re.fullmatch(r"\d[\d.,]*\s+[A-Z][\w-]*", number.group()))
+        re.fullmatch(r"\d[\d.,]*\s+[A-Z][\w-]*", number.group()) or re.match(rf"{_YEAR}\b", number.group()))
 
 
 def _is_bare_year(text: str) -> bool:
