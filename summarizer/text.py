@@ -33,8 +33,8 @@ _LANGUAGE_MARKERS = {
            "who", "what", "when", "where", "which", "why", "how", "did", "does", "do", "has", "have", "were"},
     "de": {"der", "die", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "sich", "auch", "von", "dass",
            "wer", "wem", "wen", "wessen", "wie", "wann", "wo", "warum", "welche", "welcher", "welches", "welchem",
-           "welchen", "hat", "hatte", "wurde", "wurden", "gibt", "es", "ich", "sie", "im", "für", "über", "sind", "kann",
-           "muss", "soll", "war"},
+           "welchen", "hat", "hatte", "wurde", "wurden", "gibt", "es", "ich", "sie", "im", "für", "über", "sind",
+           "kann", "muss", "soll", "war"},
     "fr": {"le", "la", "les", "et", "est", "une", "des", "du", "que", "pour", "dans", "pas", "qui", "sur", "au"},
     "es": {"el", "la", "los", "las", "y", "es", "una", "del", "que", "para", "por", "con", "se", "no", "en"},
 }

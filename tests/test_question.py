@@ -1,7 +1,8 @@
 """Question analysis, answer phrases, sentence splitting and filler trimming (no models)."""
 import pytest
 
-from bot.core.question import DATE, DEFINITION, ENTITY, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse, phrases
+from bot.core.question import (DATE, DEFINITION, ENTITY, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse,
+                               phrases)
 from summarizer.text import split_sentences, trim_fillers
 
 

@@ -93,7 +93,8 @@ _PLACE_HINT = re.compile(r"\b(?:country|city|town|state|province|county|region|c
                          r"sea|ocean|lake|mountain|land|stadt|bundesstaat|meer|see|fluss|insel)\b", re.I)
 _PERSON_HINT = re.compile(r"\b(?:person|people|mann|frau|ceo|founder|author|director|president|inventor|"
                           r"leader|chef|gründer|autor|player|writer|singer|actor|scientist)\b", re.I)
-_ENGLISH_PERSON_HINT = re.compile(r"\b(?:man|woman)\b")  # German "man" is a pronoun: "Mit welchem Programm meldet man ..."
+# German "man" is a pronoun ("Mit welchem Programm meldet man ..."): these hint at a person in English only.
+_ENGLISH_PERSON_HINT = re.compile(r"\b(?:man|woman)\b")
 
 
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ors", "or", "ed", "es", "s", "ly", "ment", "e",
