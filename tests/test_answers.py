@@ -137,6 +137,21 @@ def test_a_passage_begins_in_the_section_of_the_heading_before_it(seeded_service
                                               and c.start > c.hit.passage.text.index("2.2."))
 
 
+def test_a_sentence_about_another_release_or_year_is_no_answer(seeded_service):
+    """A question naming a number ("Debian 11") is answered by a sentence holding it, or from a document whose
+    title does; written out ("five nanometer") counts too."""
+    encoder = seeded_service.models.encoder
+    releases = _faq_hits("Debian 8 Jessie in April 2015 was the first release to ship systemd as its init system. "
+                         "Debian 12 bookworm was released in June 2023, two years after its predecessor.",
+                         title="Debian FAQ")
+    assert not candidates_for("When was Debian 11 released?", releases, encoder)
+    assert "June 2023" in answer_question("When was Debian 12 released?", releases, encoder).text
+    chips = _faq_hits("Huawei plans to build its next Kirin chip on SMIC's five nanometer node next year.",
+                      title="Last Week in AI")
+    assert "Kirin" in answer_question("Which Huawei chip will be built on SMIC's 5 nanometer node?", chips,
+                                      encoder).text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

@@ -2,7 +2,7 @@
 import pytest
 
 from bot.core.question import (DATE, DEFINITION, ENTITY, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse,
-                               phrases)
+                               numbers_in, phrases)
 from summarizer.text import split_sentences, trim_fillers
 
 
@@ -125,6 +125,22 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
 ])
 def test_a_number_answers_only_when_it_measures_what_the_question_asks(question, sentence, numbers):
     assert found(question, sentence) == numbers
+
+
+@pytest.mark.parametrize("question, numbers", [
+    ("Wann wurde Debian 11 veröffentlicht?", {"11"}),
+    ("How many member countries did OPEC have in 1975?", {"1975"}),
+    ("Which codename was used for Debian release 3.0?", set()),  # a version with a point is no whole number
+    ("I told xz to use many threads but it uses only one or two cores. What is wrong?", set()),
+])
+def test_the_numbers_a_question_names(question, numbers):
+    assert analyse(question).numbers == numbers
+
+
+def test_numbers_in_digits_or_written_out():
+    assert numbers_in("SMIC's five nanometer node, 2025 at the latest") == {"5", "2025"}
+    assert numbers_in("Zwölf Apostel und elf Freunde") == {"12", "11"}
+    assert numbers_in("fivefold, someone") == set()
 
 
 def test_german_names_need_two_words_where_every_noun_is_capitalised():

@@ -7,7 +7,8 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    "It has 128 experts." keeps its subject, and the answer that follows an FAQ question or a
    sentence naming the subject is found); candidates are scored for meaning (multilingual e5
    cosine), for holding the question's words, and for holding a phrase of the wanted kind that
-   the question does not already contain;
+   the question does not already contain; a question naming a whole number ("Debian 11", "in 1975")
+   is answered only by a sentence holding it, or from a document whose title does;
 3. sentences that restate the question (questions, headings, the title) or quote it (a cross-reference
    to the section that answers it) are never the answer; when a document asks the question itself
    (an FAQ's heading), the answer is the opening of the section under that heading (of the heading
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.core.values import Document, Hit, Source
-from bot.core.question import NUMBER, Question, analyse, phrases, stem
+from bot.core.question import NUMBER, Question, analyse, numbers_in, phrases, stem
 from summarizer.encoder import Encoder
 from summarizer.text import (PARAGRAPH_BREAK, STOPWORDS, TOKEN, readable, sentence_spans, split_sentences,
                              trim_fillers, words)
@@ -231,7 +232,11 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         phrase, near = _best_phrase(hit, a, b, asked, idf)
         features.append((coverage, phrase, near, 1 - rank / len(hits), section))
     if asked.needs_phrase:
-        spans, contexts, features = _with_phrase(spans, contexts, features)
+        spans, contexts, features = _only(spans, contexts, features, [feature[1] is not None for feature in features])
+    if asked.numbers:
+        spans, contexts, features = _only(spans, contexts, features, [
+            bool(section[1]) or asked.numbers <= numbers_in(f"{hit.document.title} {hit.passage.text[context:b]}")
+            for _, hit, context, _, b, section in spans])
     # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded,
     # and the opening of a section whose heading asks the question (the answer there, see answer_pool).
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
@@ -268,9 +273,9 @@ def _about(hit: Hit, asked: Question) -> bool:
     return not asked.names.isdisjoint(w.lower() for w in words(f"{hit.document.title} {text}"))
 
 
-def _with_phrase(spans: list, contexts: list[str], features: list) -> tuple[list, list[str], list]:
-    """Only the candidates holding a phrase of the wanted kind (features[i][1])."""
-    keep = [i for i, feature in enumerate(features) if feature[1] is not None]
+def _only(spans: list, contexts: list[str], features: list, kept: list[bool]) -> tuple[list, list[str], list]:
+    """Only the candidates that `kept` marks."""
+    keep = [i for i, k in enumerate(kept) if k]
     return [spans[i] for i in keep], [contexts[i] for i in keep], [features[i] for i in keep]
 
 

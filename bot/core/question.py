@@ -129,6 +129,12 @@ class Question:
                          and len(w) > 1 and w.lower() not in _NOT_NAMES)
 
     @property
+    def numbers(self) -> frozenset[str]:
+        """The whole numbers the question names ("Debian 11", "in 1975"): a sentence that does not hold
+        them (nor its document's title) is about another release or year."""
+        return frozenset(w for w in self.names if w.isdigit())
+
+    @property
     def wants_phrase(self) -> bool:
         return self.kind in PHRASE_KINDS or self.subject is not None
 
@@ -139,6 +145,16 @@ class Question:
         unanswerable questions abstained on at the same answerable cost). Names and dates are
         often given by a pronoun or a paraphrase, so those kinds only prefer a phrase."""
         return self.kind == NUMBER
+
+
+_SMALL_NUMBERS = {word: str(n) for language in ("zero one two three four five six seven eight nine ten eleven twelve",
+                                                 "null eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf")
+                  for n, word in enumerate(language.split())}
+
+
+def numbers_in(text: str) -> set[str]:
+    """The whole numbers a text holds, in digits or written out up to twelve ("five nanometer" holds "5")."""
+    return set(re.findall(r"\d+", text)) | {_SMALL_NUMBERS[w] for w in words(text.lower()) if w in _SMALL_NUMBERS}
 
 
 def analyse(question: str) -> Question:
