@@ -138,8 +138,8 @@ def test_a_passage_begins_in_the_section_of_the_heading_before_it(seeded_service
 
 
 def test_a_sentence_about_another_release_or_year_is_no_answer(seeded_service):
-    """A question naming a number ("Debian 11") is answered by a sentence holding it, or from a document whose
-    title does; written out ("five nanometer") counts too."""
+    """A question naming a number ("Debian 11") is answered from a passage holding it (or the passage before
+    it, or its document's title); written out ("five nanometer") counts too."""
     encoder = seeded_service.models.encoder
     releases = _faq_hits("Debian 8 Jessie in April 2015 was the first release to ship systemd as its init system. "
                          "Debian 12 bookworm was released in June 2023, two years after its predecessor.",
@@ -150,6 +150,11 @@ def test_a_sentence_about_another_release_or_year_is_no_answer(seeded_service):
                       title="Last Week in AI")
     assert "Kirin" in answer_question("Which Huawei chip will be built on SMIC's 5 nanometer node?", chips,
                                       encoder).text
+    talk = _faq_hits("Ilya Sutskever gave the test of time talk at NeurIPS 2024 in Vancouver.",
+                     "Compute keeps growing, he said, while the internet does not grow much. "
+                     "He called data the fossil fuel of AI.", title="Latent Space")
+    assert any("fossil fuel" in c.sentence for c in candidates_for(
+        "What did Sutskever call data in his NeurIPS 2024 talk?", talk, encoder))
 
 
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:

@@ -8,7 +8,8 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    sentence naming the subject is found); candidates are scored for meaning (multilingual e5
    cosine), for holding the question's words, and for holding a phrase of the wanted kind that
    the question does not already contain; a question naming a whole number ("Debian 11", "in 1975")
-   is answered only by a sentence holding it, or from a document whose title does;
+   is answered only from a passage holding it (or its title, or the passage before it: a talk named
+   "NeurIPS 2024" is discussed over many sentences that do not repeat the year);
 3. sentences that restate the question (questions, headings, the title) or quote it (a cross-reference
    to the section that answers it) are never the answer; when a document asks the question itself
    (an FAQ's heading), the answer is the opening of the section under that heading (of the heading
@@ -235,8 +236,7 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         spans, contexts, features = _only(spans, contexts, features, [feature[1] is not None for feature in features])
     if asked.numbers:
         spans, contexts, features = _only(spans, contexts, features, [
-            bool(section[1]) or asked.numbers <= numbers_in(f"{hit.document.title} {hit.passage.text[context:b]}")
-            for _, hit, context, _, b, section in spans])
+            bool(section[1]) or asked.numbers <= numbers_in(_surroundings(hit)) for _, hit, _, _, _, section in spans])
     # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded,
     # and the opening of a section whose heading asks the question (the answer there, see answer_pool).
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
@@ -267,10 +267,12 @@ def _about(hit: Hit, asked: Question) -> bool:
     """Whether a passage (with its title and the passage before it) names anything the question names:
     a passage that names none of it is about something else ("What is the price of Amazon's Nova Act?"
     is not answered by a budget figure in a speech)."""
-    if not asked.names:
-        return True
-    text = " ".join(p.text for p in (hit.passage, hit.before) if p)
-    return not asked.names.isdisjoint(w.lower() for w in words(f"{hit.document.title} {text}"))
+    return not asked.names or not asked.names.isdisjoint(w.lower() for w in words(_surroundings(hit)))
+
+
+def _surroundings(hit: Hit) -> str:
+    """What a passage's sentences are read in: its document's title, the passage before it and itself."""
+    return " ".join([hit.document.title] + [p.text for p in (hit.before, hit.passage) if p])
 
 
 def _only(spans: list, contexts: list[str], features: list, kept: list[bool]) -> tuple[list, list[str], list]:
