@@ -1,5 +1,6 @@
 """Answers and summaries from the real default models over the real seeds."""
 import dataclasses
+import re
 import shutil
 import time
 
@@ -165,6 +166,26 @@ def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
         passages.append(Passage(ordinal + 1, "faq", ordinal, start, start + len(text), text))
         start += len(text)
     return [Hit(passages[-1], document, 1.0, before=passages[-2] if len(passages) > 1 else None)]
+
+
+def test_an_faq_answer_goes_on_to_the_sentence_of_its_section_that_names_it(seeded_service):
+    """Under the FAQ heading that asks the question, the opening says what to do and a later sentence of
+    the section names the tool; the answer gives both, each cited with a quote that holds it."""
+    hits = _faq_hits(
+        "12.5. How do I report a bug in Debian?\n\n    If you have found a bug in Debian, please read the "
+        "instructions for reporting a bug in Debian. These instructions can be obtained in one of several "
+        "ways: from the web site of the project, from the documentation package installed on every system, "
+        "or from the mailing lists, where they are posted every month.\n\n    The instructions also explain "
+        "how to check whether the bug was reported already.\n\n    You can use the package reportbug that "
+        "will guide you through the reporting process and mail the report to the proper address.\n\n"
+        "12.6. What is the Debian Social Contract?\n\n    It is a promise to the community.")
+    answer = answer_question("How do I report a bug in Debian?", hits, seeded_service.models.encoder)
+    assert "please read the instructions" in answer.text and "reportbug" in answer.text, answer.text
+    assert "Social Contract" not in answer.text and "promise" not in answer.text
+    claims = re.findall(r"(.+?) \[(\d+)\] ?", answer.text)
+    assert len(claims) == 2
+    for claim, n in claims:
+        assert " ".join(claim.split()[:4]) in " ".join(answer.sources[int(n) - 1].quote.split()), claim
 
 
 def test_an_faq_answers_right_under_its_question(seeded_service):

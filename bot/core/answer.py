@@ -14,7 +14,7 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    to the section that answers it) are never the answer; when a document asks the question itself
    (an FAQ's heading), the answer is the opening of the section under that heading (of the heading
    that words the question best), which may lie in the passage before the one retrieved
-   (`Hit.before`), and no threshold applies;
+   (`Hit.before`), followed by the section's best sentence further on, and no threshold applies;
 4. otherwise the bot abstains when the best candidate's evidence (meaning, the question's rarer words, a
    phrase of the wanted kind near them) stays below a threshold fitted on the dev set's tune half.
 """
@@ -152,13 +152,15 @@ def candidates_for(question: str, hits: list[Hit], encoder: Encoder,
 def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights = WEIGHTS) -> Answer:
     """The answer the candidates support under `weights` (no model work: the fit reruns this)."""
     closest = list({hit.document.id: hit.document for hit in hits}.values())[:3]
-    candidates, thresholded = answer_pool(candidates)
+    pool, thresholded = answer_pool(candidates)
     scores = {id(c): c.score(weights) for c in candidates}
-    ranked = sorted(candidates, key=lambda c: -scores[id(c)])
+    ranked = sorted(pool, key=lambda c: -scores[id(c)])
     if not ranked or (thresholded and scores[id(ranked[0])] < weights.min_evidence):
         return Answer("", [], True, closest)
     chosen = [ranked[0]]
-    if ranked[0].phrase is None:
+    if ranked[0].under_question:
+        chosen += _section_detail(ranked[0], candidates, scores)
+    elif ranked[0].phrase is None:
         for candidate in ranked[1:]:
             if len(chosen) == MAX_SENTENCES or scores[id(candidate)] < scores[id(ranked[0])] - RUNNER_UP_MARGIN:
                 break
@@ -167,7 +169,8 @@ def answer_from(candidates: list[Candidate], hits: list[Hit], weights: Weights =
     sources: list[Source] = []
     lines = []
     for candidate in chosen:
-        source = next((s for s in sources if s.passage_id == candidate.hit.passage.id), None)
+        source = next((s for s in sources if s.passage_id == candidate.hit.passage.id
+                       and candidate.sentence in s.quote), None)  # a quote holds each claim citing it
         if source is None:
             doc = candidate.hit.document
             source = Source(len(sources) + 1, doc.id, doc.title, doc.path, doc.url, _quote(candidate),
@@ -189,6 +192,18 @@ def answer_pool(candidates: list[Candidate]) -> tuple[list[Candidate], bool]:
         return [candidates[i] for i in asked_here], False
     defining = [c for c in candidates if c.defines]
     return (defining, False) if defining else (candidates, True)
+
+
+def _section_detail(opening: Candidate, candidates: list[Candidate], scores: dict[int, float]) -> list[Candidate]:
+    """The best sentence further into the section an FAQ's opening answers from: the opening says what to
+    do ("If you have found a bug, please read the instructions"), a later sentence often names it ("You
+    can use the package reportbug")."""
+    shown = _claim_spans(opening)[-1][1]
+    later = [c for c in candidates if c.hit.document.id == opening.hit.document.id
+             and (c.section, c.asked) == (opening.section, opening.asked)
+             and (c.hit.passage.ordinal, c.start) > (opening.hit.passage.ordinal, shown - 1)
+             and not _same_claim(c, opening)]
+    return [max(later, key=lambda c: scores[id(c)])] if later else []
 
 
 def _section_openings(items: list, where: Callable) -> list[int]:
