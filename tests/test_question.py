@@ -10,6 +10,8 @@ from summarizer.text import split_sentences, trim_fillers
     ("How long is the context window of Llama 4 Scout?", NUMBER),
     ("What valuation is Runway raising at?", NUMBER),
     ("What is the GDP of Sichuan?", NUMBER),
+    ("What is the default compression level of gzip?", NUMBER),
+    ("What is the melting point of calcium chloride?", NUMBER),
     ("Wie viele Mitarbeiter haben den Brief unterschrieben?", NUMBER),
     ("When did Amazon acquire Twitch?", DATE),
     ("In what year was the treaty signed?", DATE),
@@ -122,9 +124,33 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
                  ["500 andere"], id="a number word inside a word is none"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "
                  "fourteen countries.", ["fourteen countries"], id="a number written out"),
+    pytest.param("What was the thrust of the first stage?", "Thirteen vehicles flew; the first stage gave 35,100 kN "
+                 "of thrust.", ["35,100 kN"], id="a force in its unit"),
+    pytest.param("What is the average lifespan of a whale shark?", "An individual of 18.8 m was recorded; whale "
+                 "sharks live about 80 years.", ["about 80 years"], id="a time, not a length"),
+    pytest.param("What is the melting point of iron?", "Iron, element 26, melts at 1,538 °C.", ["1,538"],
+                 id="a temperature with its unit after it"),
+    pytest.param("Wie hoch ist der Schmelzpunkt von Eisen?", "Eisen hat 4 Isotope und schmilzt bei 1538 Grad.",
+                 ["1538 Grad"], id="a temperature in German"),
+    pytest.param("What is the mass of the Andromeda Galaxy?", "Andromeda lies 2.5 million light-years away and has "
+                 "a mass of 1.5 trillion solar masses.", ["1.5 trillion solar"], id="a mass"),
+    pytest.param("What is the area of Yellowstone National Park?", "Its highest peak rises 3,462 metres; the park "
+                 "spans 8,983 km2.", ["8,983 km2"], id="an area, not a height"),
 ])
 def test_a_number_answers_only_when_it_measures_what_the_question_asks(question, sentence, numbers):
     assert found(question, sentence) == numbers
+
+
+@pytest.mark.parametrize("question, measure", [
+    ("What is the boiling point of water at sea level?", "temperature"),
+    ("What is the average lifespan of a whale shark?", "time"),
+    ("What is the area of Yellowstone National Park?", "area"),
+    ("What is the area code of Berlin?", None),  # the noun names something else
+    ("What is the metropolitan area population of Paris?", None),
+    ("How many days did the mission last?", "count"),
+])
+def test_the_dimension_a_question_asks_for(question, measure):
+    assert analyse(question).measure == measure
 
 
 @pytest.mark.parametrize("question, numbers", [

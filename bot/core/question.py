@@ -62,6 +62,25 @@ _MONEY_QUESTION = re.compile(
     r"earned|raise|raised|raising|funding|invest|invested|gdp|budget|income|profit|profits|sales|wage|wages|"
     r"geld|kostet|kosten|preis|gehalt|bezahlt|zahlte|verdient|verdiente|umsatz|bewertung|investiert|investierte|"
     r"bip|gewinn|einkommen|haushalt)\b", re.I)
+# A quantity of a physical dimension is given in one of its units: "What was the thrust of the first stage?" is not
+# answered by "Thirteen Saturn V vehicles", nor "the average lifespan of a whale shark" by "18.8 m".
+_DIMENSIONS = {  # the nouns asking for it -> its units
+    "temperature": (r"temperature|(?:melting|boiling|freezing) point|temperatur|schmelzpunkt|siedepunkt|gefrierpunkt",
+                    r"°|\b(?:degrees?|grad|kelvin|celsius|fahrenheit)\b"),
+    "time": (r"lifespan|life expectancy|duration|lebensdauer|lebenserwartung|dauer",
+             r"\b(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?|centuries|jahre?n?|monate?n?|"
+             r"wochen?|tage?n?|stunden?|minuten?|sekunden?|jahrzehnte?n?|jahrhunderte?n?)\b"),
+    "mass": (r"mass|weight|masse|gewicht",
+             r"\b(?:kg|kilograms?|grams?|g|t|tonnes?|tons?|pounds?|lbs?|ounces?|oz|solar|kilogramm|gramm|"
+             r"tonnen?|pfund)\b|M☉"),
+    "force": (r"thrust|schub|schubkraft", r"\b(?:k?N|MN|newtons?|lbf|pounds?)\b"),
+    "area": (r"area|fläche", r"\b(?:km2|m2|square|sq|acres?|hectares?|ha|quadrat\w*)\b|[km]m²"),
+}
+_DIMENSION_QUESTION = {  # the noun is what is asked about ("the area of", not "the area code", "the labor force")
+    dimension: re.compile(rf"(?:which|what|welche[rsmn]?|was|wie)(?: [\w-]+){{0,4}}? (?:{nouns})"
+                          rf"(?=\s+(?:of|von|des|der|for|für|in|im|at|bei)\b|\s*\?|$)", re.I)
+    for dimension, (nouns, _) in _DIMENSIONS.items()}
+_UNIT = {dimension: re.compile(units, re.I) for dimension, (_, units) in _DIMENSIONS.items()}
 _PERCENT_QUESTION = re.compile(r"\b(?:percentage|percent|prozent|prozentsatz|anteil)\b", re.I)
 _CURRENCY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|usd|eur|cents?)\b", re.I)
 _MONEY_PHRASE = re.compile(  # a currency, or a sum in millions or billions ("mehr als 10 Mrd.")
@@ -147,8 +166,9 @@ class Question:
         return self.kind == NUMBER
 
 
-_SMALL_NUMBERS = {word: str(n) for language in ("zero one two three four five six seven eight nine ten eleven twelve",
-                                                 "null eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf")
+_SMALL_NUMBERS = {word: str(n)
+                  for language in ("zero one two three four five six seven eight nine ten eleven twelve",
+                                   "null eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf")
                   for n, word in enumerate(language.split())}
 
 
@@ -192,11 +212,16 @@ def _measure(text: str) -> str | None:
     counted = re.match(r"(?:how|wie) (?:many|viele) (\S+)", _LEADING_PREPOSITION.sub("", text, count=1), re.I)
     if counted:  # "How many people pay taxes?" counts people; "How many dollars ...?" asks a sum
         return MONEY if _CURRENCY.match(counted.group(1)) else COUNT
-    return MONEY if _MONEY_QUESTION.search(text) else None
+    dimension = next((name for name, asking in _DIMENSION_QUESTION.items()
+                      if asking.match(_LEADING_PREPOSITION.sub("", text, count=1))), None)
+    return dimension or (MONEY if _MONEY_QUESTION.search(text) else None)
 
 
-def _measures(phrase: str, measure: str | None) -> bool:
-    """Whether a number phrase can be the amount of money, percentage or count the question asks for."""
+def _measures(phrase: str, measure: str | None, following: str = "") -> bool:
+    """Whether a number phrase can be the amount of money, percentage, count or quantity of a dimension
+    the question asks for (its unit may follow the phrase: "0 °F")."""
+    if measure in _UNIT:
+        return bool(_UNIT[measure].search(f"{phrase}{following}"))
     if measure == PERCENT:
         return bool(_PERCENT_PHRASE.search(phrase))
     if measure == MONEY:
@@ -210,7 +235,10 @@ _LEADING_PREPOSITION = re.compile(r"^(?:at|to|into|onto|of|in|on|by|from|through
                                   r"an|auf|aus|bei|durch|für|in|mit|nach|seit|um|unter|von|zu)\s+(?=\w)", re.I)
 _NUMBER_NOUNS = (r"percentage|share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|"
                  r"height|length|distance|area|speed|temperature|age|score|rate|level|expenditures?|total|sum|"
-                 r"\w*zahl|anzahl|höhe|preis|größe|umsatz|betrag|alter|quote|anteil")
+                 r"point|lifespan|expectancy|thrust|weight|mass|depth|width|diameter|radius|capacity|duration|"
+                 r"density|elevation|altitude|volume|frequency|voltage|wavelength|circumference|yield|"
+                 r"\w*zahl|anzahl|höhe|preis|größe|umsatz|betrag|alter|quote|anteil|\w*punkt|lebensdauer|"
+                 r"lebenserwartung|gewicht|masse|tiefe|breite|fläche|dauer|dichte|kapazität|schub|durchmesser|umfang")
 _PLURAL_LIST = re.compile(r"(?:which|what|welche)\b(?: \w+){0,3}? (?!\w*(?:ss|us|is)\b)\w+s\b (?:are|were|do|does|did|"
                           r"have|has|can|will|is|would)?", re.I)
 
@@ -224,7 +252,7 @@ def _kind(text: str) -> str:
     which = first in ("which", "what", "welche", "welcher", "welches", "welchem", "welchen", "was")
     if re.match(r"(how|wie) (many|much|viele?|hoch|groß|gross|lang|long|old|alt|big|large|tall|far|weit|"
                 r"fast|schnell|often|oft|deep|tief|heavy|schwer)\b", q) or (
-            which and re.match(rf"\S+(?: \w+){{0,3}}? (?:{_NUMBER_NOUNS})\b", q)):
+            which and re.match(rf"\S+(?: \w+){{0,4}}? (?:{_NUMBER_NOUNS})\b", q)):
         return NUMBER
     if first in ("when", "wann") or (which and re.match(r"\S+ (?:\w+ )?(year|date|day|month|century|decade|jahr|"
                                                          r"datum|tag|monat|jahrhundert)\b", q)):
@@ -260,7 +288,7 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
     if kind == NUMBER:
         found = [m.span() for m in _NUMBER.finditer(sentence)
                  if not _is_bare_year(m.group()) and not _REFERENCE.search(sentence[:m.start()])
-                 and _measures(m.group(), question.measure)
+                 and _measures(m.group(), question.measure, sentence[m.end():m.end() + 3])
                  and not (language != "de" and _names_a_version(sentence, m))]
     elif kind == DATE:
         found = [m.span() for m in _DATE.finditer(sentence)]
