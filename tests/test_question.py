@@ -124,6 +124,8 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
                  ["500 andere"], id="a number word inside a word is none"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "
                  "fourteen countries.", ["fourteen countries"], id="a number written out"),
+    pytest.param("What yield does TSMC get on its 5 nanometer node?", "SMIC makes five nanometer chips at a yield "
+                 "of 30 percent.", ["30 percent"], id="a number the question names, written out, is no answer"),
     pytest.param("What was the thrust of the first stage?", "Thirteen vehicles flew; the first stage gave 35,100 kN "
                  "of thrust.", ["35,100 kN"], id="a force in its unit"),
     pytest.param("What is the average lifespan of a whale shark?", "An individual of 18.8 m was recorded; whale "

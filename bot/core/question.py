@@ -363,10 +363,13 @@ def _names(sentence: str, german: bool) -> list[tuple[int, int]]:
 def _is_new(phrase: str, kind: str, question: Question) -> bool:
     """A name answers only if the question names none of it ("Sam Altman" does not answer a question
     about Altman), besides the noun a which-question asks for ("Aral Sea" answers "Into which sea ...?");
-    a number or date only if the question does not already hold its digits."""
+    a number or date only if the question does not already hold its numbers, in digits or written out
+    ("five nanometer" does not answer a question about the 5 nanometer node)."""
     tokens = [w.lower() for w in words(phrase) if (len(w) > 1 or w.isdigit()) and w.lower() not in STOPWORDS]
     if kind in (NUMBER, DATE):
-        tokens = [t for t in tokens if t[0].isdigit()] or tokens
+        held = numbers_in(phrase)
+        if held:
+            return not held <= numbers_in(question.text)
         return not tokens or any(t not in question.content for t in tokens)
     named = [t for t in tokens if stem(t) != question.noun]
     return bool(named) and not any(t in question.content for t in named)
