@@ -149,8 +149,8 @@ class Question:
 
     @property
     def numbers(self) -> frozenset[str]:
-        """The whole numbers the question names ("Debian 11", "in 1975"): a sentence that does not hold
-        them (nor its document's title) is about another release or year."""
+        """The whole numbers the question names ("Debian 11", "in 1975"): a passage that does not hold
+        them all (with its document's title and the passage before it) is about another release or year."""
         return frozenset(w for w in self.names if w.isdigit())
 
     @property
@@ -209,11 +209,11 @@ def _measure(text: str) -> str | None:
         return PERCENT
     if re.match(r"(?:by|um) (?:how much|wie viel)", text, re.I):
         return None  # a change: "By how much did the budget grow?" may be "15 percent"
-    counted = re.match(r"(?:how|wie) (?:many|viele) (\S+)", _LEADING_PREPOSITION.sub("", text, count=1), re.I)
+    opening = _LEADING_PREPOSITION.sub("", text, count=1)
+    counted = re.match(r"(?:how|wie) (?:many|viele) (\S+)", opening, re.I)
     if counted:  # "How many people pay taxes?" counts people; "How many dollars ...?" asks a sum
         return MONEY if _CURRENCY.match(counted.group(1)) else COUNT
-    dimension = next((name for name, asking in _DIMENSION_QUESTION.items()
-                      if asking.match(_LEADING_PREPOSITION.sub("", text, count=1))), None)
+    dimension = next((name for name, asking in _DIMENSION_QUESTION.items() if asking.match(opening)), None)
     return dimension or (MONEY if _MONEY_QUESTION.search(text) else None)
 
 
