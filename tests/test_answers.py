@@ -158,6 +158,20 @@ def test_a_sentence_about_another_release_or_year_is_no_answer(seeded_service):
         "What did Sutskever call data in his NeurIPS 2024 talk?", talk, encoder))
 
 
+def test_a_sentence_about_the_subject_but_not_what_is_asked_is_no_answer(seeded_service):
+    """In the question's language, a sentence holding none of the words of what is asked about the subject
+    (beyond the title's) is no candidate: an article about looms that never says who designed one abstains."""
+    encoder = seeded_service.models.encoder
+    about = _faq_hits("A loom is a device used to weave cloth and tapestry. The basic purpose of any loom is to "
+                      "hold the warp threads under tension to facilitate the interweaving of the weft threads.",
+                      title="Loom")
+    assert not candidates_for("Who designed the first loom?", about, encoder)
+    assert answer_question("Who designed the first loom?", about, encoder).abstained
+    answering = _faq_hits("A loom is a device used to weave cloth and tapestry. The first power loom was designed "
+                          "in 1784 by Edmund Cartwright and first built in 1785.", title="Loom")
+    assert "Edmund Cartwright" in answer_question("Who designed the first loom?", answering, encoder).text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

@@ -165,6 +165,12 @@ def test_the_numbers_a_question_names(question, numbers):
     assert analyse(question).numbers == numbers
 
 
+def test_the_words_of_what_is_asked():
+    assert analyse("Who designed the first loom?").asked_words == {"design", "first", "loom"}
+    assert analyse("Whom did Juan Carlos I marry?").asked_words == {"marry"}  # names and numbers are not
+    assert analyse("When was Debian 11 released?").asked_words == {"releas"}
+
+
 def test_numbers_in_digits_or_written_out():
     assert numbers_in("SMIC's five nanometer node, 2025 at the latest") == {"5", "2025"}
     assert numbers_in("Zwölf Apostel und elf Freunde") == {"12", "11"}

@@ -9,7 +9,8 @@ Answers are extractive, so every claim is a citation and nothing is invented:
    cosine), for holding the question's words, and for holding a phrase of the wanted kind that
    the question does not already contain; a question naming a whole number ("Debian 11", "in 1975")
    is answered only from a passage holding it (or its title, or the passage before it: a talk named
-   "NeurIPS 2024" is discussed over many sentences that do not repeat the year);
+   "NeurIPS 2024" is discussed over many sentences that do not repeat the year), and a sentence in the
+   question's language that holds no word of what is asked about the subject is no candidate;
 3. sentences that restate the question (questions, headings, the title) or quote it (a cross-reference
    to the section that answers it) are never the answer; when a document asks the question itself
    (an FAQ's heading), the answer is the opening of the section under that heading (of the heading
@@ -52,7 +53,7 @@ class Weights:
     rank: float = 0.01
     other_language: float = 0.0
     section: float = 0.0
-    min_evidence: float = 0.88
+    min_evidence: float = 0.87
 
 
 WEIGHTS = Weights()
@@ -252,6 +253,11 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     if asked.numbers:
         spans, contexts, features = _only(spans, contexts, features, [
             bool(section[1]) or asked.numbers <= numbers_in(_surroundings(hit)) for _, hit, _, _, _, section in spans])
+    if asked.kind != NUMBER:  # a number has evidence of its own: it must be there and measure what is asked
+        spans, contexts, features = _only(spans, contexts, features, [
+            bool(section[1]) or hit.document.language != asked.language
+            or _mentions_what_is_asked(asked, hit.document.title, hit.passage.text[context:b])
+            for _, hit, context, _, b, section in spans])
     # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded,
     # and the opening of a section whose heading asks the question (the answer there, see answer_pool).
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
@@ -288,6 +294,15 @@ def _about(hit: Hit, asked: Question) -> bool:
 def _surroundings(hit: Hit) -> str:
     """What a passage's sentences are read in: its document's title, the passage before it and itself."""
     return " ".join([hit.document.title] + [p.text for p in (hit.before, hit.passage) if p])
+
+
+def _mentions_what_is_asked(asked: Question, title: str, text: str) -> bool:
+    """Whether a sentence (read with the one before it) holds a word of what the question asks about its
+    subject, beyond the document's title: "Who designed the first loom?" is not answered by "A loom is a
+    device used to weave cloth", which is about the subject but not about its design. Only in the
+    question's language; a heading that asks the question is evidence enough (`_candidates`)."""
+    wanted = asked.asked_words - _stems(title)
+    return not wanted or not wanted.isdisjoint(_stems(readable(text)))
 
 
 def _only(spans: list, contexts: list[str], features: list, kept: list[bool]) -> tuple[list, list[str], list]:

@@ -154,6 +154,12 @@ class Question:
         return frozenset(w for w in self.names if w.isdigit())
 
     @property
+    def asked_words(self) -> frozenset[str]:
+        """Stems of the words saying what is asked about the names ("designed", "first" in "Who designed
+        the first loom?"): the question's content words that are no name or number."""
+        return frozenset(stem(w) for w in self.content if w not in self.names and not w.isdigit() and len(w) > 2)
+
+    @property
     def wants_phrase(self) -> bool:
         return self.kind in PHRASE_KINDS or self.subject is not None
 
