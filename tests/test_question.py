@@ -2,7 +2,7 @@
 import pytest
 
 from bot.core.question import (DATE, DEFINITION, ENTITY, LIST, NUMBER, ORGANISATION, PERSON, PLACE, YES_NO, analyse,
-                               numbers_in, phrases)
+                               numbers_in, phrases, stem)
 from summarizer.text import split_sentences, trim_fillers
 
 
@@ -169,6 +169,11 @@ def test_the_words_of_what_is_asked():
     assert analyse("Who designed the first loom?").asked_words == {"design", "first", "loom"}
     assert analyse("Whom did Juan Carlos I marry?").asked_words == {"marry"}  # names and numbers are not
     assert analyse("When was Debian 11 released?").asked_words == {"releas"}
+
+
+def test_stems_meet_across_irregular_past_forms():
+    assert stem("took") == stem("take") == stem("taken") and stem("wrote") == stem("write") == stem("written")
+    assert stem("founded") == stem("founder") != stem("find")  # "found" is not taken for "find"
 
 
 def test_numbers_in_digits_or_written_out():

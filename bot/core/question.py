@@ -120,9 +120,30 @@ _SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ors", "or", "ed", "
              "ungen", "ung", "en", "er")
 
 
+# English irregular past forms, so that "took" meets "take" and "wrote" meets "write".
+_IRREGULAR = {past: base for base, forms in (
+    ("take", "took taken"), ("make", "made"), ("write", "wrote written"), ("win", "won"), ("begin", "began begun"),
+    ("become", "became"), ("give", "gave given"), ("lead", "led"), ("hold", "held"), ("build", "built"),
+    ("sell", "sold"), ("buy", "bought"), ("pay", "paid"), ("say", "said"), ("tell", "told"), ("run", "ran"),
+    ("come", "came"), ("go", "went gone"), ("get", "got gotten"), ("fight", "fought"), ("teach", "taught"),
+    ("think", "thought"), ("bring", "brought"), ("choose", "chose chosen"), ("drive", "drove driven"),
+    ("fly", "flew flown"), ("grow", "grew grown"), ("know", "knew known"), ("lose", "lost"),
+    ("meet", "met"), ("rise", "risen"), ("sing", "sang sung"), ("see", "seen"), ("send", "sent"),
+    ("speak", "spoke spoken"), ("stand", "stood"), ("strike", "struck"), ("wear", "wore worn"),
+    ("draw", "drew drawn"), ("show", "shown"), ("do", "did done"), ("break", "broke broken"),
+    ("steal", "stole stolen"), ("fall", "fell fallen"),
+    ("eat", "ate eaten"), ("spend", "spent"), ("lend", "lent"), ("beat", "beaten"),
+    ("forget", "forgot forgotten"), ("freeze", "froze frozen"), ("hide", "hid hidden"), ("ride", "rode ridden"),
+    ("shoot", "shot"), ("sink", "sank sunk"), ("swim", "swam swum"), ("throw", "threw thrown"), ("feel", "felt"),
+    ("keep", "kept"), ("sleep", "slept"), ("sit", "sat"), ("understand", "understood"), ("seek", "sought"),
+    ("catch", "caught"), ("deal", "dealt"), ("mean", "meant"), ("hear", "heard"))
+    for past in forms.split()}
+
+
 def stem(word: str) -> str:
-    """A crude stem that lets "valuation" meet "valuing" and "director" meet "directed"."""
+    """A crude stem that lets "valuation" meet "valuing", "director" meet "directed" and "took" meet "take"."""
     word = word.lower()
+    word = _IRREGULAR.get(word, word)
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[:-len(suffix)]
