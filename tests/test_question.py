@@ -12,6 +12,8 @@ from summarizer.text import split_sentences, trim_fillers
     ("What is the GDP of Sichuan?", NUMBER),
     ("What is the default compression level of gzip?", NUMBER),
     ("What is the melting point of calcium chloride?", NUMBER),
+    ("What is the point of the testing distribution?", DEFINITION),  # a point with no dimension is no number
+    ("Zu welchem Zeitpunkt friert Debian ein?", ENTITY),
     ("Wie viele Mitarbeiter haben den Brief unterschrieben?", NUMBER),
     ("When did Amazon acquire Twitch?", DATE),
     ("In what year was the treaty signed?", DATE),

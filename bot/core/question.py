@@ -260,12 +260,12 @@ def _measures(phrase: str, measure: str | None, following: str = "") -> bool:
 
 _LEADING_PREPOSITION = re.compile(r"^(?:at|to|into|onto|of|in|on|by|from|through|with|for|under|after|"
                                   r"an|auf|aus|bei|durch|für|in|mit|nach|seit|um|unter|von|zu)\s+(?=\w)", re.I)
-_NUMBER_NOUNS = (r"percentage|share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|"
-                 r"height|length|distance|area|speed|temperature|age|score|rate|level|expenditures?|total|sum|"
-                 r"point|lifespan|expectancy|thrust|weight|mass|depth|width|diameter|radius|capacity|duration|"
-                 r"density|elevation|altitude|volume|frequency|voltage|wavelength|circumference|yield|"
-                 r"\w*zahl|anzahl|höhe|preis|größe|umsatz|betrag|alter|quote|anteil|\w*punkt|lebensdauer|"
-                 r"lebenserwartung|gewicht|masse|tiefe|breite|fläche|dauer|dichte|kapazität|schub|durchmesser|umfang")
+_NUMBER_NOUNS = "|".join([  # nouns asking for a number; those of a dimension with a unit come from _DIMENSIONS
+    r"percentage|share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|height|length|"
+    r"distance|speed|age|score|rate|level|expenditures?|total|sum|depth|width|diameter|radius|capacity|density|"
+    r"elevation|altitude|volume|frequency|voltage|wavelength|circumference|yield|\w*zahl|anzahl|höhe|preis|größe|"
+    r"umsatz|betrag|alter|quote|anteil|tiefe|breite|dichte|kapazität|durchmesser|umfang",
+    *(nouns for nouns, _ in _DIMENSIONS.values())])
 _PLURAL_LIST = re.compile(r"(?:which|what|welche)\b(?: \w+){0,3}? (?!\w*(?:ss|us|is)\b)\w+s\b (?:are|were|do|does|did|"
                           r"have|has|can|will|is|would)?", re.I)
 
