@@ -172,6 +172,20 @@ def test_a_sentence_about_the_subject_but_not_what_is_asked_is_no_answer(seeded_
     assert "Edmund Cartwright" in answer_question("Who designed the first loom?", answering, encoder).text
 
 
+def test_a_question_asking_for_a_year_is_answered_by_a_date_or_not_at_all(seeded_service):
+    """"In which year ...?" wants a date as "How many ...?" wants a number; "When ...?" may be answered by a
+    clause ("when the queue is processed"), so it only prefers one."""
+    encoder = seeded_service.models.encoder
+    league = _faq_hits("The National Hockey League is a professional ice hockey league in North America. It was "
+                       "founded in Montreal by four clubs of the National Hockey Association.",
+                       title="National Hockey League")
+    assert answer_question("In which year was the National Hockey League founded?", league, encoder).abstained
+    founded = _faq_hits("The National Hockey League is a professional ice hockey league in North America. It was "
+                        "founded in 1917 in Montreal after the suspension of its predecessor.",
+                        title="National Hockey League")
+    assert "1917" in answer_question("In which year was the National Hockey League founded?", founded, encoder).text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

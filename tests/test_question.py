@@ -167,6 +167,18 @@ def test_the_numbers_a_question_names(question, numbers):
     assert analyse(question).numbers == numbers
 
 
+@pytest.mark.parametrize("question, needs", [
+    ("How many employees signed the letter?", True),
+    ("In which year was Nizhny Novgorod founded?", True),
+    ("In welchem Jahr wurde Debian begonnen?", True),
+    ("On what date did Meta release Llama 4?", True),
+    ("When was Debian 11 released?", False),  # "when the upload queue is processed" answers some
+    ("Who founded Amazon?", False),
+])
+def test_a_number_or_a_year_is_needed_where_the_question_asks_for_one(question, needs):
+    assert analyse(question).needs_phrase is needs
+
+
 def test_the_words_of_what_is_asked():
     assert analyse("Who designed the first loom?").asked_words == {"design", "first", "loom"}
     assert analyse("Whom did Juan Carlos I marry?").asked_words == {"marry"}  # names and numbers are not

@@ -188,9 +188,13 @@ class Question:
     def needs_phrase(self) -> bool:
         """"How many ..." is answered by a number or not at all: a sentence without one, however
         close in meaning, does not answer it (on the dev set's tune half, requiring one doubled the
-        unanswerable questions abstained on at the same answerable cost). Names and dates are
-        often given by a pronoun or a paraphrase, so those kinds only prefer a phrase."""
-        return self.kind == NUMBER
+        unanswerable questions abstained on at the same answerable cost). So is "In which year ...?" by a
+        date. Names, and the time "When ...?" asks for, are often given by a pronoun or a paraphrase ("when
+        the upload queue is processed"), so those only prefer a phrase."""
+        return self.kind == NUMBER or (self.kind == DATE and _ASKS_FOR_A_DATE.search(self.text) is not None)
+
+
+_ASKS_FOR_A_DATE = re.compile(r"\b(?:year|date|century|decade|jahr|datum|jahrhundert|jahrzehnt)\b", re.I)
 
 
 _SMALL_NUMBERS = {word: str(n)
