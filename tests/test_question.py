@@ -140,6 +140,12 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
                  "a mass of 1.5 trillion solar masses.", ["1.5 trillion solar"], id="a mass"),
     pytest.param("What is the area of Yellowstone National Park?", "Its highest peak rises 3,462 metres; the park "
                  "spans 8,983 km2.", ["8,983 km2"], id="an area, not a height"),
+    pytest.param("How tall can a date palm grow?", "The genus holds 12 species; date palms grow up to 23 m tall.",
+                 ["up to 23 m tall"], id="a height"),
+    pytest.param("How far away is the Orion Nebula?", "The Orion Nebula, one of 110 Messier objects, lies "
+                 "1,344 ± 20 light-years away.", ["1,344"], id="a distance whose unit follows an uncertainty"),
+    pytest.param("What is the average speed of the solar wind?", "At 0 °C (32 °F), sound travels at 331 m/s.",
+                 ["331 m/s"], id="a speed, not a temperature"),
 ])
 def test_a_number_answers_only_when_it_measures_what_the_question_asks(question, sentence, numbers):
     assert found(question, sentence) == numbers
@@ -150,6 +156,10 @@ def test_a_number_answers_only_when_it_measures_what_the_question_asks(question,
     ("What is the average lifespan of a whale shark?", "time"),
     ("What is the area of Yellowstone National Park?", "area"),
     ("What is the area code of Berlin?", None),  # the noun names something else
+    ("How tall can a date palm grow?", "length"),
+    ("Wie weit ist Timbuktu vom Niger entfernt?", "length"),
+    ("How fast does the solar wind blow?", "speed"),
+    ("How long did the war last?", None),  # a time or a length
     ("What is the metropolitan area population of Paris?", None),
     ("How many days did the mission last?", "count"),
 ])

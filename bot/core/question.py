@@ -37,7 +37,7 @@ _DATE = re.compile(
     r"\s+(?:ago|later|earlier|old|zuvor|später))\b",  # a time relative to another; a bare duration is no date
     re.I)
 _SCALE = (r"(?:hundred|thousand|million|billion|trillion|tausend|mio\.?|millionen?|mrd\.?|milliarden?|"
-          r"billionen?|[kmb]n?\b)")
+          r"billionen?|[kmb]n?\b(?!/))")
 _SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
             "seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|"
             "dozen|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|dreizehn|vierzehn|fünfzehn|sechzehn|"
@@ -52,7 +52,7 @@ _NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no
     rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|(?<![\w-])(?:{_SPELLED})\b)"
     r"(?:\s?(?:%|percent|prozent))?"
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
-    rf"(?:[\s-](?!(?:{_NOT_COUNTED})\b)[A-Za-zÄÖÜäöüß][\w:-]*)?",  # and what it counts ("32,000 GPUs")
+    rf"(?:[\s-](?!(?:{_NOT_COUNTED})\b)[A-Za-zÄÖÜäöüß][\w:-]*(?:/[a-z]+\b)?)?",  # what it counts: "32,000 GPUs"
     re.I)
 # What a number measures. A question asking for an amount of money, a percentage or a count ("how many")
 # is not answered by a number that measures something else ("How many employees?" by "$600 million").
@@ -75,12 +75,24 @@ _DIMENSIONS = {  # the nouns asking for it -> its units
              r"tonnen?|pfund)\b|M☉"),
     "force": (r"thrust|schub|schubkraft", r"\b(?:k?N|MN|newtons?|lbf|pounds?)\b"),
     "area": (r"area|fläche", r"\b(?:km2|m2|square|sq|acres?|hectares?|ha|quadrat\w*)\b|[km]m²"),
+    "length": (r"height|length|distance|depth|width|diameter|radius|elevation|altitude|circumference|wavelength|"
+               r"länge|tiefe|breite|entfernung|durchmesser|umfang",
+               r"\b(?:[kcmnµ]?m|metres?|meters?|\w+metres?|\w+meters?|feet|foot|ft|inch(?:es)?|miles?|mi|yards?|"
+               r"light[- ]?years?|ly|k?pc|parsecs?|au|astronomical units?|\w*meter|fuß|meilen?|lichtjahren?)\b"),
+    "speed": (r"speed|velocity|geschwindigkeit",
+              r"km/h|km/s|m/s|\b(?:mph|kph|knots?|kn|mach|miles per hour|kilometres per hour|kilometers per hour|"
+              r"stundenkilometer)\b"),
+}
+_HOW_DIMENSION = {  # "How tall ...?" asks for a length; "How long ...?" may ask for a time or a length
+    "length": re.compile(r"(?:how|wie) (?:tall|far|deep|wide|weit|tief|breit)\b", re.I),
+    "speed": re.compile(r"(?:how|wie) (?:fast|schnell)\b", re.I),
 }
 _DIMENSION_QUESTION = {  # the noun is what is asked about ("the area of", not "the area code", "the labor force")
     dimension: re.compile(rf"(?:which|what|welche[rsmn]?|was|wie)(?: [\w-]+){{0,4}}? (?:{nouns})"
                           rf"(?=\s+(?:of|von|des|der|for|für|in|im|at|bei)\b|\s*\?|$)", re.I)
     for dimension, (nouns, _) in _DIMENSIONS.items()}
 _UNIT = {dimension: re.compile(units, re.I) for dimension, (_, units) in _DIMENSIONS.items()}
+_UNCERTAINTY = re.compile(r"\s*(?:±\s*\d[\d.,]*\s*)?")
 _PERCENT_QUESTION = re.compile(r"\b(?:percentage|percent|prozent|prozentsatz|anteil)\b", re.I)
 _CURRENCY = re.compile(r"[$€£¥]|\b(?:dollars?|euros?|usd|eur|cents?)\b", re.I)
 _MONEY_PHRASE = re.compile(  # a currency, or a sum in millions or billions ("mehr als 10 Mrd.")
@@ -244,15 +256,17 @@ def _measure(text: str) -> str | None:
     counted = re.match(r"(?:how|wie) (?:many|viele) (\S+)", opening, re.I)
     if counted:  # "How many people pay taxes?" counts people; "How many dollars ...?" asks a sum
         return MONEY if _CURRENCY.match(counted.group(1)) else COUNT
-    dimension = next((name for name, asking in _DIMENSION_QUESTION.items() if asking.match(opening)), None)
+    dimension = next((name for name, asking in [*_DIMENSION_QUESTION.items(), *_HOW_DIMENSION.items()]
+                      if asking.match(opening)), None)
     return dimension or (MONEY if _MONEY_QUESTION.search(text) else None)
 
 
 def _measures(phrase: str, measure: str | None, following: str = "") -> bool:
     """Whether a number phrase can be the amount of money, percentage, count or quantity of a dimension
-    the question asks for (its unit may follow the phrase: "0 °F")."""
+    the question asks for (its unit may follow the phrase, past an uncertainty: "0 °F", "1,267 ± 5.4 light-years")."""
     if measure in _UNIT:
-        return bool(_UNIT[measure].search(f"{phrase}{following}"))
+        unit = following[_UNCERTAINTY.match(following).end():]
+        return bool(_UNIT[measure].search(f"{phrase}{following[:3]}") or _UNIT[measure].match(unit))
     if measure == PERCENT:
         return bool(_PERCENT_PHRASE.search(phrase))
     if measure == MONEY:
@@ -265,10 +279,9 @@ def _measures(phrase: str, measure: str | None, following: str = "") -> bool:
 _LEADING_PREPOSITION = re.compile(r"^(?:at|to|into|onto|of|in|on|by|from|through|with|for|under|after|"
                                   r"an|auf|aus|bei|durch|für|in|mit|nach|seit|um|unter|von|zu)\s+(?=\w)", re.I)
 _NUMBER_NOUNS = "|".join([  # nouns asking for a number; those of a dimension with a unit come from _DIMENSIONS
-    r"percentage|share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|height|length|"
-    r"distance|speed|age|score|rate|level|expenditures?|total|sum|depth|width|diameter|radius|capacity|density|"
-    r"elevation|altitude|volume|frequency|voltage|wavelength|circumference|yield|\w*zahl|anzahl|höhe|preis|größe|"
-    r"umsatz|betrag|alter|quote|anteil|tiefe|breite|dichte|kapazität|durchmesser|umfang",
+    r"percentage|share|number|amount|valuation|price|size|population|revenue|cost|gdp|salary|budget|age|score|rate|"
+    r"level|expenditures?|total|sum|capacity|density|volume|frequency|voltage|yield|\w*zahl|anzahl|höhe|preis|größe|"
+    r"umsatz|betrag|alter|quote|anteil|dichte|kapazität",
     *(nouns for nouns, _ in _DIMENSIONS.values())])
 _PLURAL_LIST = re.compile(r"(?:which|what|welche)\b(?: \w+){0,3}? (?!\w*(?:ss|us|is)\b)\w+s\b (?:are|were|do|does|did|"
                           r"have|has|can|will|is|would)?", re.I)
@@ -319,7 +332,8 @@ def phrases(sentence: str, question: Question, language: str = "en") -> list[tup
     if kind == NUMBER:
         found = [m.span() for m in _NUMBER.finditer(sentence)
                  if not _is_bare_year(m.group()) and not _REFERENCE.search(sentence[:m.start()])
-                 and _measures(m.group(), question.measure, sentence[m.end():m.end() + 3])
+                 and not sentence[:m.start()].rstrip().endswith("±")
+                 and _measures(m.group(), question.measure, sentence[m.end():m.end() + 24])
                  and not (language != "de" and _names_a_version(sentence, m))]
     elif kind == DATE:
         found = [m.span() for m in _DATE.finditer(sentence)]
