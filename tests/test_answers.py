@@ -186,6 +186,14 @@ def test_a_question_asking_for_a_year_is_answered_by_a_date_or_not_at_all(seeded
     assert "1917" in answer_question("In which year was the National Hockey League founded?", founded, encoder).text
 
 
+def test_a_two_word_reply_opening_an_faq_section_is_its_answer(seeded_service):
+    hits = _faq_hits("13.3. Can I make and sell Debian CDs?\n\n    Go ahead. You do not need permission to distribute "
+                     "anything we have released, so that you can master your CD as soon as the beta-test ends.\n\n"
+                     "13.4. Why is Debian free?\n\n    It is a promise to the community.")
+    answer = answer_question("Can I make and sell Debian CDs?", hits, seeded_service.models.encoder)
+    assert answer.text.startswith("Go ahead."), answer.text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

@@ -64,7 +64,7 @@ SHORT_ANSWER_NEAR = 0.3
 # Extra sentences are cited only for answers without a short phrase, and when nearly as good.
 MAX_SENTENCES = 2
 RUNNER_UP_MARGIN = 0.04
-MIN_WORDS = 3
+MIN_WORDS = 2  # a one-word sentence ("Yes.", "Right.") is a reply, not an answer; two ("Go ahead.") can be one
 MAX_EMBEDDED = 24  # candidate sentences embedded per question, chosen by `_lexical_score`
 QUOTE_CHARS = 400
 # In a section whose heading or FAQ question matches the question this well, the answer line goes
