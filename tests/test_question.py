@@ -204,6 +204,7 @@ def test_numbers_in_digits_or_written_out():
     assert numbers_in("SMIC's five nanometer node, 2025 at the latest") == {"5", "2025"}
     assert numbers_in("Zwölf Apostel und elf Freunde") == {"12", "11"}
     assert numbers_in("fivefold, someone") == set()
+    assert numbers_in("X11-Programme auf H100-GPUs, beschlossen am 2014-02-11") == {"2014"}  # names, a date's day
 
 
 def test_german_names_need_two_words_where_every_noun_is_capitalised():

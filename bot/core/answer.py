@@ -82,6 +82,7 @@ _ANSWER_LABEL = re.compile(r"^(?:A|Answer|Antwort)\s*:\s*", re.I)
 # A statement that ends by asking for agreement is no question: "he paid $42 billion for it, right?"
 _TAG_QUESTION = re.compile(r",\s*(?:right|no|yeah|okay|ok|you know|correct|isn't it|wasn't it|don't you think|oder|"
                            r"nicht wahr|ne|gell|stimmt's)\?$", re.I)
+_SECTION_REFERENCE = re.compile(r"(?im)\b(chapter|kapitel|section|abschnitt|part|teil)\s+\d+(?:\.\d+)*|^\s*\d+(?:\.\d+)+\.?")
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
@@ -292,8 +293,11 @@ def _about(hit: Hit, asked: Question) -> bool:
 
 
 def _surroundings(hit: Hit) -> str:
-    """What a passage's sentences are read in: its document's title, the passage before it and itself."""
-    return " ".join([hit.document.title] + [p.text for p in (hit.before, hit.passage) if p])
+    """What a passage's sentences are read in: its document's title, the passage before it and itself,
+    less the numbers of chapters and sections, which say where a text stands, not what it is about
+    ("Kapitel 11", "11.3. Wie kann ich ...?" are no passage about Debian 11)."""
+    texts = [hit.document.title] + [p.text for p in (hit.before, hit.passage) if p]
+    return " ".join(_SECTION_REFERENCE.sub(r"\1", text) for text in texts)
 
 
 def _mentions_what_is_asked(asked: Question, title: str, text: str) -> bool:

@@ -216,8 +216,10 @@ _SMALL_NUMBERS = {word: str(n)
 
 
 def numbers_in(text: str) -> set[str]:
-    """The whole numbers a text holds, in digits or written out up to twelve ("five nanometer" holds "5")."""
-    return set(re.findall(r"\d+", text)) | {_SMALL_NUMBERS[w] for w in words(text.lower()) if w in _SMALL_NUMBERS}
+    """The whole numbers a text holds, in digits or written out up to twelve ("five nanometer" holds "5"),
+    not those inside a name ("X11", "H100") nor a date's month and day ("2014-02-11" holds 2014)."""
+    written_out = {_SMALL_NUMBERS[w] for w in words(text.lower()) if w in _SMALL_NUMBERS}
+    return set(re.findall(r"(?<![^\W_])\d+", re.sub(r"\b(\d{4})-\d{2}-\d{2}\b", r"\1", text))) | written_out
 
 
 def analyse(question: str) -> Question:
