@@ -151,8 +151,9 @@ def test_a_sentence_about_another_release_or_year_is_no_answer(seeded_service):
                       title="Last Week in AI")
     assert "Kirin" in answer_question("Which Huawei chip will be built on SMIC's 5 nanometer node?", chips,
                                       encoder).text
-    chapter = _faq_hits("11.4. Wie ändere ich die Voreinstellungen eines X11-Programms?\n\n    Debian 8 \"Jessie\" im April "
-                        "2015 war die erste Veröffentlichung mit systemd. Der Ausschuss entschied am 2014-02-11 darüber.",
+    chapter = _faq_hits("11.4. Wie ändere ich die Voreinstellungen eines X11-Programms?\n\n    Debian 8 \"Jessie\" "
+                        "im April 2015 war die erste Veröffentlichung mit systemd. Der Ausschuss entschied am "
+                        "2014-02-11 darüber.",
                         title="Debian FAQ: Kapitel 11. Anpassen Ihres Debian-Systems")
     assert not candidates_for("Wann wurde Debian 11 veröffentlicht?", chapter, encoder)  # chapter 11 is no Debian 11
     talk = _faq_hits("Ilya Sutskever gave the test of time talk at NeurIPS 2024 in Vancouver.",

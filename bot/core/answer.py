@@ -82,7 +82,8 @@ _ANSWER_LABEL = re.compile(r"^(?:A|Answer|Antwort)\s*:\s*", re.I)
 # A statement that ends by asking for agreement is no question: "he paid $42 billion for it, right?"
 _TAG_QUESTION = re.compile(r",\s*(?:right|no|yeah|okay|ok|you know|correct|isn't it|wasn't it|don't you think|oder|"
                            r"nicht wahr|ne|gell|stimmt's)\?$", re.I)
-_SECTION_REFERENCE = re.compile(r"(?im)\b(chapter|kapitel|section|abschnitt|part|teil)\s+\d+(?:\.\d+)*|^\s*\d+(?:\.\d+)+\.?")
+_SECTION_REFERENCE = re.compile(  # "Kapitel 11", "section 12.4", and a numbered heading's "11.4."
+    r"(?im)\b(chapter|kapitel|section|abschnitt|part|teil)\s+\d+(?:\.\d+)*|^\s*\d+(?:\.\d+)+\.?")
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
