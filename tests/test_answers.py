@@ -199,6 +199,14 @@ def test_a_two_word_reply_opening_an_faq_section_is_its_answer(seeded_service):
     assert answer.text.startswith("Go ahead."), answer.text
 
 
+def test_a_how_many_question_leads_with_the_number_that_counts_what_it_asks(seeded_service):
+    hits = _faq_hits("Meta released three models. So just to give an idea, Maverick has 400 billion total parameters, "
+                     "but only 17 billion active parameters.", title="Last Week in AI: Llama 4")
+    answer = answer_question("How many active parameters does Llama 4 Maverick have?", hits,
+                             seeded_service.models.encoder)
+    assert answer.short == "17 billion active", answer.text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

@@ -189,6 +189,12 @@ def test_a_number_or_a_year_is_needed_where_the_question_asks_for_one(question, 
     assert analyse(question).needs_phrase is needs
 
 
+def test_what_a_how_many_question_counts():
+    assert analyse("How many active parameters does Llama 4 Maverick have?").counted == {"activ", "parame"}
+    assert analyse("In how many countries was the Peace Corps working?").counted == {"countr"}
+    assert analyse("Who founded Amazon?").counted == set()
+
+
 def test_the_words_of_what_is_asked():
     assert analyse("Who designed the first loom?").asked_words == {"design", "first", "loom"}
     assert analyse("Whom did Juan Carlos I marry?").asked_words == {"marry"}  # names and numbers are not

@@ -484,10 +484,12 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
                      if idf.get(tokens[i][2]) and not first <= i <= last]
         return share, -min(distances, default=PHRASE_REACH + 1)
 
-    def typed(span: tuple[int, int]) -> bool:
-        """Whether the phrase, or a word right by it, is what a which-question asks for ("Aral Sea")."""
+    def typed(span: tuple[int, int]) -> int:
+        """How much the phrase, with the words right by it, is what is asked for: the noun of a which-question
+        ("Aral Sea"), the words of what a how-many question counts ("17 billion active parameters")."""
         first, last = token_range(span)
-        return asked.noun in {stem for _, _, stem in tokens[max(first - 1, 0):last + 2]}
+        around = {stem for _, _, stem in tokens[max(first - 1, 0):last + 2]}
+        return (asked.noun in around) + len(asked.counted & around)
 
     best = max(found, key=lambda span: (typed(span), nearby(span)))
     return (start + best[0], start + best[1]), nearby(best)[0]

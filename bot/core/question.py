@@ -172,6 +172,7 @@ class Question:
     measure: str | None = None  # for a number: MONEY, PERCENT or COUNT when the question says which
     subject: str | None = None  # for "Who is Adam D'Angelo?": the name asked about ("Adam D'Angelo")
     noun: str | None = None  # for "Into which sea ...?": the stem of what is asked for ("sea")
+    counted: frozenset[str] = frozenset()  # for "How many active parameters ...?": stems of what is counted
 
     @property
     def names(self) -> frozenset[str]:
@@ -228,7 +229,7 @@ def analyse(question: str) -> Question:
     content = frozenset(w.lower() for w in words(text) if w.lower() not in STOPWORDS)
     kind = _kind(text)
     return Question(text, kind, guess_language(text), content, _measure(text) if kind == NUMBER else None,
-                    _subject(text) if kind == DEFINITION else None, _asked_noun(text))
+                    _subject(text) if kind == DEFINITION else None, _asked_noun(text), _counted(text))
 
 
 _WHICH_NOUN = re.compile(r"(?:which|what|welche[rsmn]?)((?: [\w-]+){1,4}?) (?:is|are|was|were|do|does|did|has|have|had|"
@@ -241,6 +242,18 @@ def _asked_noun(text: str) -> str | None:
     failed 1920 putsch ..." -> "putsch"): an answer that is one ("Aral Sea", "Kapp Putsch") is likelier."""
     asked = _WHICH_NOUN.match(_LEADING_PREPOSITION.sub("", text, count=1))
     return stem(asked.group(1).split()[-1]) if asked else None
+
+
+_COUNTED = re.compile(r"(?:how|wie) (?:many|viele) ((?:[\w-]+ ){0,3}?)(?:do|does|did|are|were|is|was|have|has|had|"
+                      r"can|could|will|would|sind|waren|hat|hatte|haben|hatten|gibt|gab|wurden|werden|arbeiten)\b",
+                      re.I)
+
+
+def _counted(text: str) -> frozenset[str]:
+    """Stems of what a how-many question counts ("How many active parameters does ..." -> "active",
+    "parameters"): the number that counts them ("17 billion active parameters") answers it."""
+    counted = _COUNTED.search(_LEADING_PREPOSITION.sub("", text, count=1))
+    return frozenset(stem(w) for w in counted.group(1).split()) if counted else frozenset()
 
 
 def _subject(text: str) -> str | None:
