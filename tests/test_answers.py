@@ -207,6 +207,14 @@ def test_a_how_many_question_leads_with_the_number_that_counts_what_it_asks(seed
     assert answer.short == "17 billion active", answer.text
 
 
+def test_a_who_question_leads_with_the_name_that_reads_like_a_person(seeded_service):
+    """Of the names in the answering sentence, the encoder tells the person from the people ("Mongol")."""
+    hits = _faq_hits("Subutai was a Mongol general and the primary military strategist of Genghis Khan and Ögedei "
+                     "Khan.", title="Subutai")
+    answer = answer_question("Whose primary military strategist was Subutai?", hits, seeded_service.models.encoder)
+    assert answer.short == "Genghis Khan", answer.text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

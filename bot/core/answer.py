@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.core.values import Document, Hit, Source
-from bot.core.question import NUMBER, Question, analyse, numbers_in, phrases, stem
+from bot.core.question import NUMBER, PERSON, Question, analyse, numbers_in, phrases, stem
 from summarizer.encoder import Encoder
 from summarizer.text import (PARAGRAPH_BREAK, STOPWORDS, TOKEN, readable, sentence_spans, split_sentences,
                              trim_fillers, words)
@@ -84,6 +84,9 @@ _TAG_QUESTION = re.compile(r",\s*(?:right|no|yeah|okay|ok|you know|correct|isn't
                            r"nicht wahr|ne|gell|stimmt's)\?$", re.I)
 _SECTION_REFERENCE = re.compile(  # "Kapitel 11", "section 12.4", and a numbered heading's "11.4."
     r"(?im)\b(chapter|kapitel|section|abschnitt|part|teil)\s+\d+(?:\.\d+)*|^\s*\d+(?:\.\d+)+\.?")
+# What the encoder compares a name with to tell a person from a place, an organisation or a program.
+_PERSON_DESCRIPTIONS = ("a person's name", "the name of a person")
+_OTHER_DESCRIPTIONS = ("a place", "a country", "an organization", "a software")
 _ANAPHOR = re.compile(r"^(?:it|its|they|their|them|this|that|these|those|he|she|his|her|there|"
                       r"er|sie|es|dies|diese[rsmn]?|dort)\b", re.I)
 
@@ -267,6 +270,11 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     if not keep:
         return []
     similarities = embed([contexts[i] for i in keep]) @ query
+    if asked.kind == PERSON:  # of several names in a sentence, the one that reads like a person's answers "Who ...?"
+        likeness = _person_likeness(embed, {name for i in keep for name in _names_in(spans[i], asked)})
+        for i in keep:
+            _, hit, _, a, b, _ = spans[i]
+            features[i] = (features[i][0], *_best_phrase(hit, a, b, asked, idf, likeness), *features[i][3:])
     candidates = []
     for i, similarity in zip(keep, similarities):
         (rank, hit, context, a, b, (section, asked_by)), (coverage, phrase, near, rank_share, _) = \
@@ -276,6 +284,27 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
                                      hit.document.language != asked.language, rank_share, section, asked_by,
                                      defines, phrase is not None and _leads(asked, near, defines)))
     return candidates
+
+
+def _names_in(span: tuple, asked: Question) -> list[str]:
+    """The names in a candidate sentence, when it holds more than one."""
+    _, hit, _, a, b, _ = span
+    sentence = hit.passage.text[a:b]
+    found = [readable(sentence[x:y]) for x, y in phrases(sentence, asked, hit.document.language)]
+    return found if len(found) > 1 else []
+
+
+def _person_likeness(embed: Callable[[list[str]], np.ndarray], names: set[str]) -> dict[str, float]:
+    """How much more each name reads like a person's than like a place, an organisation or a program to the
+    encoder (cosine to the nearest description of each; above 0, a person): "Ian Murdock" over "Free Software
+    Foundation's GNU" for who founded Debian, "Genghis Khan" over "Mongol" for whose strategist Subutai was."""
+    if not names:
+        return {}
+    ordered = sorted(names)
+    vectors = embed([*_PERSON_DESCRIPTIONS, *_OTHER_DESCRIPTIONS, *ordered])
+    person, other, named = np.split(vectors, [len(_PERSON_DESCRIPTIONS), len(_PERSON_DESCRIPTIONS) +
+                                              len(_OTHER_DESCRIPTIONS)])
+    return {name: float((person @ v).max() - (other @ v).max()) for name, v in zip(ordered, named)}
 
 
 def _leads(asked: Question, near: float, defines: bool) -> bool:
@@ -454,13 +483,14 @@ def _coverage(asked: Question, candidates: list[tuple[Hit, str, str]]) -> tuple[
     return scores, idf
 
 
-def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
-                 idf: dict[str, float]) -> tuple[tuple[int, int] | None, float]:
+def _best_phrase(hit: Hit, start: int, end: int, asked: Question, idf: dict[str, float],
+                 person_likeness: dict[str, float] | None = None) -> tuple[tuple[int, int] | None, float]:
     """The phrase of the wanted kind with most of the question's words close around it (passage
     offsets), and the rarity-weighted share of the question's words within PHRASE_REACH words of it.
     Of two phrases near the same words, the one closer to them: "by L. Frank Baum, it was directed by
     Victor Fleming" answers who directed it with Fleming. Before either, one that is what a which-question
-    asks for: "Into which sea ...?" is answered by "Aral Sea", not "Uzbekistan"."""
+    asks for: "Into which sea ...?" is answered by "Aral Sea", not "Uzbekistan"; then, with `person_likeness`,
+    the name most like a person's when any is (`_person_likeness`)."""
     if not asked.wants_phrase:
         return None, 0.0
     sentence = hit.passage.text[start:end]
@@ -491,7 +521,10 @@ def _best_phrase(hit: Hit, start: int, end: int, asked: Question,
         around = {stem for _, _, stem in tokens[max(first - 1, 0):last + 2]}
         return (asked.noun in around) + len(asked.counted & around)
 
-    best = max(found, key=lambda span: (typed(span), nearby(span)))
+    def person(span: tuple[int, int]) -> float:
+        return max((person_likeness or {}).get(readable(sentence[span[0]:span[1]]), 0.0), 0.0)
+
+    best = max(found, key=lambda span: (typed(span), person(span), nearby(span)))
     return (start + best[0], start + best[1]), nearby(best)[0]
 
 
