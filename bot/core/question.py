@@ -201,13 +201,17 @@ class Question:
     def needs_phrase(self) -> bool:
         """"How many ..." is answered by a number or not at all: a sentence without one, however
         close in meaning, does not answer it (on the dev set's tune half, requiring one doubled the
-        unanswerable questions abstained on at the same answerable cost). So is "In which year ...?" by a
-        date. Names, and the time "When ...?" asks for, are often given by a pronoun or a paraphrase ("when
-        the upload queue is processed"), so those only prefer a phrase."""
-        return self.kind == NUMBER or (self.kind == DATE and _ASKS_FOR_A_DATE.search(self.text) is not None)
+        unanswerable questions abstained on at the same answerable cost). So are "In which year ...?" and
+        "When was ...?" by a date: a past event has one. "When is an integer even?" and "When should I ...?"
+        ask for a condition, and names are often given by a pronoun or a paraphrase, so those only prefer
+        a phrase."""
+        return self.kind == NUMBER or (self.kind == DATE and _ASKS_FOR_A_DATE.search(
+            _LEADING_PREPOSITION.sub("", self.text, count=1)) is not None)
 
 
-_ASKS_FOR_A_DATE = re.compile(r"\b(?:year|date|century|decade|jahr|datum|jahrhundert|jahrzehnt)\b", re.I)
+_ASKS_FOR_A_DATE = re.compile(  # "In which year ...?", and "When was ...?" (not "When is ...?", a condition)
+    r"\b(?:year|date|century|decade|jahr|datum|jahrhundert|jahrzehnt)\b"
+    r"|^(?:when|wann)(?: (?:to|bis) (?:when|wann))? (?:was|were|did|had|wurde|wurden|war|waren|hatte|hatten)\b", re.I)
 
 
 _SMALL_NUMBERS = {word: str(n)
