@@ -37,7 +37,7 @@ _DATE = re.compile(
     r"\s+(?:ago|later|earlier|old|zuvor|später))\b",  # a time relative to another; a bare duration is no date
     re.I)
 _SCALE = (r"(?:hundred|thousand|million|billion|trillion|tausend|mio\.?|millionen?|mrd\.?|milliarden?|"
-          r"billionen?|[kmb]n?\b(?!/)|万亿|亿|万)")  # 万 ten thousand, 亿 a hundred million, 万亿 a trillion
+          r"billionen?|[kmb]n?\b(?!/))")
 _SPELLED = ("two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
             "seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|"
             "dozen|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|dreizehn|vierzehn|fünfzehn|sechzehn|"
