@@ -177,6 +177,11 @@ def test_a_sentence_about_the_subject_but_not_what_is_asked_is_no_answer(seeded_
                          "Kleinmann and Sven Rudolph.", title="Debian FAQ: Chapter 16. General information")
     assert not any("rewritten" in c.sentence for c in candidates_for(  # only the sentence before it is about that
         "Who made the first edition of the Debian FAQ?", editions, encoder))
+    asking = _faq_hits("Given Quora built Poe, which arguably competes with ChatGPT, does D'Angelo have a big conflict "
+                       "of interest in his OpenAI board role? At launch, it had been reported Poe is built using "
+                       "models from OpenAI and Anthropic.", title="Is OpenAI Imploding?")
+    assert any("Poe is built" in c.sentence for c in candidates_for(  # but a question before it is what it answers
+        "Which Quora product might be a conflict of interest for D'Angelo?", asking, encoder))
     answering = _faq_hits("A loom is a device used to weave cloth and tapestry. The first power loom was designed "
                           "in 1784 by Edmund Cartwright and first built in 1785.", title="Loom")
     assert "Edmund Cartwright" in answer_question("Who designed the first loom?", answering, encoder).text

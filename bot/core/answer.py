@@ -261,8 +261,8 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
     if asked.kind != NUMBER:  # a number has evidence of its own: it must be there and measure what is asked
         spans, contexts, features = _only(spans, contexts, features, [
             bool(section[1]) or hit.document.language != asked.language
-            or _mentions_what_is_asked(asked, hit.document.title, hit.passage.text[a:b])
-            for _, hit, _, a, b, section in spans])
+            or _mentions_what_is_asked(asked, hit.document.title, hit.passage.text, context, a, b)
+            for _, hit, context, a, b, section in spans])
     # The encoder is the cost of a new question: only the lexically likeliest sentences are embedded,
     # and the opening of a section whose heading asks the question (the answer there, see answer_pool).
     keep = sorted(range(len(spans)), key=lambda i: -_lexical_score(*features[i]))[:MAX_EMBEDDED]
@@ -330,12 +330,16 @@ def _surroundings(hit: Hit) -> str:
     return " ".join(_SECTION_REFERENCE.sub(r"\1", text) for text in texts)
 
 
-def _mentions_what_is_asked(asked: Question, title: str, sentence: str) -> bool:
-    """Whether a sentence holds a word of what the question asks about its subject, beyond the document's
-    title: "Who designed the first loom?" is not answered by "A loom is a device used to weave cloth", which
-    is about the subject but not about its design. The sentence itself, not the one before it, which may only
-    lead to it ("The first edition was made by ... Authors of the rewritten FAQ are ..."). Only in the
-    question's language; a heading that asks the question is evidence enough (`_candidates`)."""
+def _mentions_what_is_asked(asked: Question, title: str, text: str, context: int, start: int, end: int) -> bool:
+    """Whether the sentence text[start:end] holds a word of what the question asks about its subject, beyond
+    the document's title: "Who designed the first loom?" is not answered by "A loom is a device used to weave
+    cloth", which is about the subject but not about its design. The sentence itself, or a question right
+    before it that it answers ("Does D'Angelo have a conflict of interest? ... Poe is built using models from
+    OpenAI"), not a statement before it, which may only lead to it ("The first edition was made by ...
+    Authors of the rewritten FAQ are ..."). Only in the question's language; a heading that asks the
+    question is evidence enough (`_candidates`)."""
+    asking = readable(text[context:start]).endswith("?")
+    sentence = text[context if asking else start:end]
     wanted = asked.asked_words - _stems(title)
     return not wanted or not wanted.isdisjoint(_stems(readable(sentence)))
 
