@@ -225,6 +225,13 @@ def test_a_who_question_leads_with_the_name_that_reads_like_a_person(seeded_serv
     assert answer.short == "Genghis Khan", answer.text
 
 
+def test_a_short_statement_about_the_title_can_answer(seeded_service):
+    hits = _faq_hits("Navajo people\n\nThe Navajo are a Native American people of the Southwestern United States. "
+                     "The Navajo term for themselves is Diné.", title="Navajo")
+    answer = answer_question("What do the Navajo call themselves?", hits, seeded_service.models.encoder)
+    assert "Diné" in answer.text and "Navajo people" not in answer.text, answer.text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

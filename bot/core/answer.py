@@ -358,12 +358,14 @@ def _lexical_score(coverage: float, phrase: tuple[int, int] | None, near: float,
 
 
 def _restates(sentence: str, title: str, asked: Question, own_line: bool = True) -> bool:
-    """A question, a heading, a sentence that adds no word to the question's and the title's, or that
-    names the title with at most three more words: it names the subject but answers nothing. One
-    added word may be the answer: "Its closest living relatives are the wombats."."""
+    """A question, a heading, a sentence that adds no word to the question's and the title's, or a line
+    that names the title with at most three more words and ends in no full stop ("Navajo people"): it names
+    the subject but answers nothing. One added word may be the answer: "Its closest living relatives are the
+    wombats.", and a short statement about the title may be one ("The Navajo term for themselves is Diné.")."""
     stems, title_stems = _stems(readable(sentence)), _stems(title)
     return (_is_heading(sentence, own_line) or not stems - _stems(asked.text) - title_stems
-            or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3))
+            or (len(title_stems & stems) >= 0.6 * len(title_stems) and len(stems) <= len(title_stems) + 3
+                and not readable(sentence).endswith((".", "!"))))
 
 
 def _section_match(heading: str, asked: Question, asked_stems: set[str]) -> tuple[float, float]:
