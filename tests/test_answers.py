@@ -232,6 +232,14 @@ def test_a_short_statement_about_the_title_can_answer(seeded_service):
     assert "Diné" in answer.text and "Navajo people" not in answer.text, answer.text
 
 
+def test_an_faq_answer_ending_in_the_command_it_introduces_is_no_heading(seeded_service):
+    hits = _faq_hits("14. How do I install a shared zlib library on Unix?\n\n    After the above, then:\n\n"
+                     "    make install\n\n    However, many flavors of Unix come with a shared zlib already "
+                     "installed.", title="Frequently Asked Questions about zlib")
+    answer = answer_question("How do I install a shared zlib library on Unix?", hits, seeded_service.models.encoder)
+    assert answer.text.startswith("After the above, then: make install"), answer.text
+
+
 def _faq_hits(*texts: str, title: str = "FAQ") -> list[Hit]:
     """The document's last passage as the one hit, the passage before it attached as search attaches it."""
     document = Document("faq", "faq.txt", title, "en", "h", sum(map(len, texts)))

@@ -580,11 +580,12 @@ def _is_heading(sentence: str, own_line: bool = True) -> bool:
     """A question (not a statement ending in a tag question), a markdown heading, a numbered heading, a
     labelled question ("Q: ...") or a short line without a full stop (`own_line`: when it stands on a
     line of its own; a transcript's sentence that lost its full stop at the end of a paragraph is no
-    heading, nor is a list item ending in a comma)."""
+    heading, nor is a list item ending in a comma, nor a sentence over several lines that ends in the
+    command it introduces: "After the above, then:\n\n    make install")."""
     line = readable(sentence)
     return ((line.endswith("?") and not _TAG_QUESTION.search(line)) or sentence.lstrip().startswith("#")
             or bool(_SECTION_NUMBER.match(line)) or bool(_QUESTION_LABEL.match(line))
-            or (own_line and line[-1:] not in ".!,;\"'”’)" and len(words(line)) < 16))
+            or (own_line and line[-1:] not in ".!,;\"'”’)" and len(words(line)) < 16 and "\n" not in sentence.strip()))
 
 
 def _on_own_line(text: str, start: int, end: int) -> bool:
