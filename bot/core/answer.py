@@ -271,8 +271,9 @@ def _candidates(hits: list[Hit], asked: Question, embed: Callable[[list[str]], n
         return []
     similarities = embed([contexts[i] for i in keep]) @ query
     if asked.kind == PERSON:  # of several names in a sentence, the one that reads like a person's answers "Who ...?"
-        likeness = _person_likeness(embed, {name for i in keep for name in _names_in(spans[i], asked)})
-        for i in keep:
+        named = {i: names for i in keep if (names := _names_in(spans[i], asked))}
+        likeness = _person_likeness(embed, {name for names in named.values() for name in names})
+        for i in named:
             _, hit, _, a, b, _ = spans[i]
             features[i] = (features[i][0], *_best_phrase(hit, a, b, asked, idf, likeness), *features[i][3:])
     candidates = []
