@@ -122,6 +122,9 @@ def test_who_is_a_name_is_answered_by_what_a_sentence_calls_it(question, sentenc
                  "replicated 21% of 20 ICML papers.", ["20 ICML"], id="a version inside a name is no quantity"),
     pytest.param("How many papers does PaperBench ask agents to replicate?", "So this is 20 ICML 2024 spotlight "
                  "and oral papers.", ["20 ICML"], id="a year after a name is part of it"),
+    pytest.param("How many employees signed the letter?", "Das Fundraising sollte OpenAI in Richtung 80/90 "
+                 "Milliarden Dollar treiben; 490 Mitarbeiter unterschrieben.", ["490 Mitarbeiter"],
+                 id="a range of two numbers is one amount"),
     pytest.param("How many people posted it?", "Das twitterten/x-ten mittlerweile Mira Murati und 500 andere.",
                  ["500 andere"], id="a number word inside a word is none"),
     pytest.param("In how many countries was the Peace Corps working?", "The Peace Corps was helping people in "

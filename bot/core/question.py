@@ -49,7 +49,8 @@ _NOT_COUNTED = "|".join(sorted(STOPWORDS | {"after", "before", "while", "until",
                                               "seit"}))  # words after a number that are not what it counts
 _NUMBER = re.compile(  # digits not inside a name ("H100", but "2万亿") and no ordinal ("10th"), or written out
     rf"{_QUALIFIER}(?:[$€£¥]\s?)?"
-    rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?!\d|(?:st|nd|rd|th)\b)|(?<![\w-])(?:{_SPELLED})\b)"
+    rf"(?:(?<![^\W{CJK_CHARACTERS}])\d+(?:[.,]\d+)*(?:\s?[/–]\s?\d+(?:[.,]\d+)*)?(?!\d|(?:st|nd|rd|th)\b)"  # "80/90"
+    rf"|(?<![\w-])(?:{_SPELLED})\b)"
     r"(?:\s?(?:%|percent|prozent))?"
     rf"(?:[\s-]?{_SCALE})?(?:\s?(?:%|percent|prozent|dollars?|euros?|usd|eur))?"
     rf"(?:[\s-](?!(?:{_NOT_COUNTED})\b)[A-Za-zÄÖÜäöüß][\w:-]*(?:/[a-z]+\b)?)?",  # what it counts: "32,000 GPUs"
